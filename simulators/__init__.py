@@ -1,0 +1,1 @@
+"""Device simulators and cloud emulators for wearable-gateway."""
