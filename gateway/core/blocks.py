@@ -83,3 +83,17 @@ class Gap:
 
 
 DriverEvent = DeviceInfo | SampleBlock | Gap
+
+
+def info_to_json(info: DeviceInfo) -> dict[str, Any]:
+    """DeviceInfo as plain JSON (the spool stores it with each stream)."""
+    return {"device": info.device, "session": info.session, "model": info.model, "firmware": info.firmware,
+            "channels": {name: {"sampling_frequency": c.sampling_frequency, "units_per_mv": c.units_per_mv}
+                         for name, c in info.channels.items()},
+            "extra": info.extra}
+
+
+def info_from_json(obj: dict[str, Any]) -> DeviceInfo:
+    """Inverse of info_to_json."""
+    return DeviceInfo(obj["device"], obj["session"], obj["model"], obj["firmware"],
+                      {name: ChannelInfo(**c) for name, c in obj["channels"].items()}, obj.get("extra", {}))

@@ -1,0 +1,1 @@
+"""Packagers: one per vendor shape."""

@@ -1,0 +1,286 @@
+"""The gateway's TOML configuration: devices, uplinks, spool. Every invalid entry is reported.
+
+    [gateway]
+    timezone = "Europe/Berlin"        # optional; recordedAt offsets (default: the system's zone)
+    log_level = "INFO"
+
+    [spool]
+    path = "/var/lib/wearable-gateway/spool.db"   # relative paths are relative to this file
+    sync = "full"                     # "full": fsync every commit; "normal": survives crashes, not power cuts
+    journal_interval = 1.0            # seconds of samples at most held only in RAM
+
+    [uplinks.kardia]
+    type = "kardia"
+    base_url = "https://api.kardia.com"
+    api_key_env = "KARDIA_API_KEY"    # or api_key = "..." (the environment is preferred)
+
+    [[devices]]
+    name = "kardia-1"
+    driver = "kardiamobile"
+    transport = "serial:///dev/ttyACM0?baudrate=115200"
+    uplinks = ["kardia"]
+    patient_id = "wNSEDeLOEPQE5rznkJmwbnjpxfdst93i"
+    recording_seconds = 30
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import tzinfo
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from gateway import drivers
+from gateway.transports import AddressError, parse_address
+
+UPLINK_TYPES = ("kardia",)
+SYNC_MODES = ("full", "normal")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; `errors` lists every problem as 'path: message'."""
+
+    def __init__(self, source: str, errors: list[str]) -> None:
+        self.source = source
+        self.errors = errors
+        super().__init__(f"invalid configuration {source}:\n" + "\n".join(f"  - {e}" for e in errors))
+
+
+@dataclass
+class SpoolConfig:
+    """Where and how durably packages are kept."""
+
+    path: Path
+    sync: str = "full"
+    journal_interval: float = 1.0
+
+
+@dataclass
+class UplinkConfig:
+    """One vendor API endpoint and its credentials."""
+
+    name: str
+    type: str
+    base_url: str
+    api_key: str = field(repr=False, default="")
+    timeout: float = 30.0
+
+    def secrets(self) -> list[str]:
+        """Credential values, so logs can be checked never to contain them."""
+        return [s for s in (self.api_key,) if s]
+
+
+@dataclass
+class DeviceConfig:
+    """One device: its driver, where it is connected, and where its data goes."""
+
+    name: str
+    driver: str
+    transport: str
+    uplinks: list[str]
+    patient_id: str | None = None
+    recording_seconds: float = 30.0
+
+
+@dataclass
+class Config:
+    """The whole, validated configuration."""
+
+    spool: SpoolConfig
+    uplinks: dict[str, UplinkConfig]
+    devices: list[DeviceConfig]
+    timezone: tzinfo | None = None
+    log_level: str = "INFO"
+    source: str = "<memory>"
+
+
+class _Checker:
+    """Collects errors with the path of the offending entry."""
+
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+
+    def err(self, path: str, message: str) -> None:
+        self.errors.append(f"{path}: {message}")
+
+    def table(self, parent: Mapping[str, Any], key: str, path: str, required: bool = True) -> dict[str, Any]:
+        value = parent.get(key)
+        if value is None:
+            if required:
+                self.err(path, "missing table")
+            return {}
+        if not isinstance(value, dict):
+            self.err(path, f"must be a table, not {type(value).__name__}")
+            return {}
+        return value
+
+    def unknown(self, table: Mapping[str, Any], known: set[str], path: str) -> None:
+        for key in sorted(set(table) - known):
+            self.err(f"{path}.{key}" if path else key, f"unknown key (known: {', '.join(sorted(known))})")
+
+    def string(self, table: Mapping[str, Any], key: str, path: str, default: str | None = None,
+               required: bool = True) -> str | None:
+        value = table.get(key, default)
+        if value is None:
+            if required:
+                self.err(f"{path}.{key}", "missing")
+            return None
+        if not isinstance(value, str) or not value.strip():
+            self.err(f"{path}.{key}", "must be a non-empty string")
+            return None
+        return value
+
+    def number(self, table: Mapping[str, Any], key: str, path: str, default: float, lo: float, hi: float) -> float:
+        value = table.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            self.err(f"{path}.{key}", f"must be a number, not {value!r}")
+            return default
+        if not lo <= value <= hi:
+            self.err(f"{path}.{key}", f"must be between {lo:g} and {hi:g}, not {value:g}")
+            return default
+        return float(value)
+
+    def choice(self, table: Mapping[str, Any], key: str, path: str, choices: tuple[str, ...], default: str) -> str:
+        value = table.get(key, default)
+        if value not in choices:
+            self.err(f"{path}.{key}", f"must be one of {', '.join(choices)}, not {value!r}")
+            return default
+        return value
+
+
+def load(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
+    """Read and validate a TOML file; raise ConfigError listing every problem."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(str(path), ["file not found"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(str(path), [f"cannot read: {exc}"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(path), [f"not valid TOML: {exc}"]) from None
+    return parse(data, path.parent, env, source=str(path))
+
+
+def parse(data: Mapping[str, Any], base_dir: Path, env: Mapping[str, str] | None = None,
+          source: str = "<memory>") -> Config:
+    """Validate an already-parsed configuration; relative paths resolve against base_dir."""
+    env = os.environ if env is None else env
+    c = _Checker()
+    c.unknown(data, {"gateway", "spool", "uplinks", "devices"}, "")
+
+    gw = c.table(data, "gateway", "gateway", required=False)
+    c.unknown(gw, {"timezone", "log_level"}, "gateway")
+    tz = None
+    tz_name = c.string(gw, "timezone", "gateway", required=False)
+    if tz_name:
+        try:
+            tz = ZoneInfo(tz_name)
+        except (ZoneInfoNotFoundError, ValueError):
+            c.err("gateway.timezone", f"unknown time zone {tz_name!r} (use an IANA name such as Europe/Berlin)")
+    log_level = c.choice(gw, "log_level", "gateway", LOG_LEVELS, "INFO")
+
+    sp = c.table(data, "spool", "spool")
+    c.unknown(sp, {"path", "sync", "journal_interval"}, "spool")
+    spool_path = c.string(sp, "path", "spool") or "spool.db"
+    spool = SpoolConfig(path=(base_dir / spool_path).resolve() if not Path(spool_path).is_absolute() else Path(spool_path),
+                        sync=c.choice(sp, "sync", "spool", SYNC_MODES, "full"),
+                        journal_interval=c.number(sp, "journal_interval", "spool", 1.0, 0.05, 60.0))
+
+    uplinks: dict[str, UplinkConfig] = {}
+    for name, up in c.table(data, "uplinks", "uplinks").items():
+        path = f"uplinks.{name}"
+        if not isinstance(up, dict):
+            c.err(path, "must be a table")
+            continue
+        if not NAME_RE.match(name):
+            c.err(path, "name must be letters, digits, '.', '_' or '-'")
+        c.unknown(up, {"type", "base_url", "api_key", "api_key_env", "timeout"}, path)
+        utype = c.choice(up, "type", path, UPLINK_TYPES, UPLINK_TYPES[0]) if "type" in up else None
+        if utype is None:
+            c.err(f"{path}.type", f"missing (one of {', '.join(UPLINK_TYPES)})")
+        base_url = c.string(up, "base_url", path)
+        if base_url:
+            parts = urlsplit(base_url)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                c.err(f"{path}.base_url", f"must be an http:// or https:// URL, not {base_url!r}")
+        api_key = _secret(c, up, "api_key", path, env)
+        uplinks[name] = UplinkConfig(name, utype or "", base_url or "", api_key or "",
+                                     c.number(up, "timeout", path, 30.0, 0.1, 600.0))
+
+    devices: list[DeviceConfig] = []
+    raw_devices = data.get("devices", [])
+    if not isinstance(raw_devices, list) or not raw_devices:
+        c.err("devices", "configure at least one [[devices]] entry")
+        raw_devices = []
+    names: set[str] = set()
+    known_drivers = drivers.available()
+    for i, dev in enumerate(raw_devices):
+        path = f"devices[{i}]"
+        if not isinstance(dev, dict):
+            c.err(path, "must be a table")
+            continue
+        c.unknown(dev, {"name", "driver", "transport", "uplinks", "patient_id", "recording_seconds"}, path)
+        name = c.string(dev, "name", path) or f"device-{i}"
+        if name in names:
+            c.err(f"{path}.name", f"duplicate device name {name!r}")
+        elif not NAME_RE.match(name):
+            c.err(f"{path}.name", "must be letters, digits, '.', '_' or '-'")
+        names.add(name)
+        driver = c.string(dev, "driver", path)
+        if driver and driver not in known_drivers:
+            c.err(f"{path}.driver", f"unknown driver {driver!r} (installed: {', '.join(sorted(known_drivers))})")
+        transport = c.string(dev, "transport", path)
+        if transport:
+            try:
+                parse_address(transport)
+            except AddressError as exc:
+                c.err(f"{path}.transport", str(exc))
+        ups = dev.get("uplinks")
+        if not isinstance(ups, list) or not ups or not all(isinstance(u, str) for u in ups):
+            c.err(f"{path}.uplinks", "must be a non-empty list of uplink names")
+            ups = []
+        for u in ups:
+            if u not in uplinks:
+                c.err(f"{path}.uplinks", f"no uplink named {u!r} (defined: {', '.join(sorted(uplinks)) or 'none'})")
+        patient = c.string(dev, "patient_id", path, required=False)
+        if patient is None and any(uplinks.get(u) and uplinks[u].type == "kardia" for u in ups):
+            c.err(f"{path}.patient_id", "required: Kardia recordings belong to a Kardia Pro patient")
+        devices.append(DeviceConfig(name, driver or "", transport or "", list(ups), patient,
+                                    c.number(dev, "recording_seconds", path, 30.0, 1.0, 300.0)))
+
+    if c.errors:
+        raise ConfigError(source, c.errors)
+    return Config(spool, uplinks, devices, tz, log_level, source)
+
+
+def _secret(c: _Checker, table: Mapping[str, Any], key: str, path: str, env: Mapping[str, str]) -> str | None:
+    """A credential given literally (`key`) or by environment variable (`key_env`), exactly one."""
+    literal, env_name = table.get(key), table.get(f"{key}_env")
+    if literal is not None and env_name is not None:
+        c.err(f"{path}.{key}", f"give {key} or {key}_env, not both")
+        return None
+    if env_name is not None:
+        if not isinstance(env_name, str) or not env_name:
+            c.err(f"{path}.{key}_env", "must name an environment variable")
+            return None
+        value = env.get(env_name)
+        if not value:
+            c.err(f"{path}.{key}_env", f"environment variable {env_name} is not set")
+            return None
+        return value
+    if literal is None:
+        c.err(f"{path}.{key}", f"missing (or set {key}_env to read it from the environment)")
+        return None
+    if not isinstance(literal, str) or not literal:
+        c.err(f"{path}.{key}", "must be a non-empty string")
+        return None
+    return literal

@@ -1,0 +1,37 @@
+"""The packager interface: windows of one stream -> vendor-shaped packages for one uplink."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+
+from gateway.core.blocks import DeviceInfo, StreamId
+from gateway.spool import Package
+
+
+def idempotency_key(stream: StreamId, first: int, end: int) -> str:
+    """Device, session, channel and sample range: the same samples always get the same key."""
+    return f"{stream.key}/{first}-{end}"
+
+
+class Packager(ABC):
+    """Cuts one uplink's packages; knows the vendor's shape, nothing of HTTP or storage."""
+
+    kind: str
+
+    def __init__(self, uplink: str) -> None:
+        self.uplink = uplink
+
+    @abstractmethod
+    def channels(self, info: DeviceInfo) -> tuple[str, ...]:
+        """The channels of this device this packager consumes."""
+
+    @abstractmethod
+    def window(self, info: DeviceInfo, channel: str) -> int:
+        """Samples per full package; shorter packages are cut only at gaps and at stop."""
+
+    @abstractmethod
+    def package(self, info: DeviceInfo, stream: StreamId, first: int, samples: np.ndarray,
+                start_time: float) -> Package:
+        """One package of `samples` (counters first..), whose first sample was taken at `start_time`."""

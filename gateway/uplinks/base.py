@@ -1,0 +1,183 @@
+"""The uplink worker: spooled packages -> one vendor API over httpx, with retries.
+
+What each answer does:
+- 2xx: acknowledged; the package is deleted from the spool.
+- 408, 429, 5xx, a network error or a timeout: transient; retried with exponential backoff
+  and jitter (or after `Retry-After`, when the receiver sends one), for as long as it takes.
+- 401 and 403: the credentials are wrong, not the package: the package stays pending and the
+  whole uplink pauses and retries later, so fixing the key loses nothing.
+- any other 4xx: the receiver refuses this package for good; it moves to the spool's
+  dead-letter table with the status and the receiver's message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from abc import ABC, abstractmethod
+from collections import Counter
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from enum import Enum
+
+import httpx
+
+from gateway.spool import AsyncSpool, StoredPackage
+
+log = logging.getLogger(__name__)
+
+
+class Outcome(Enum):
+    """What an HTTP answer means for the package."""
+
+    OK = "ok"
+    RETRY = "retry"
+    AUTH = "auth"
+    PERMANENT = "permanent"
+
+
+def classify(status: int) -> Outcome:
+    """Map an HTTP status to what the uplink does with the package."""
+    if 200 <= status < 300:
+        return Outcome.OK
+    if status in (401, 403):
+        return Outcome.AUTH
+    if status in (408, 429) or status >= 500:
+        return Outcome.RETRY
+    return Outcome.PERMANENT
+
+
+def retry_after(value: str | None, now: float) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date); None if absent or bad."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - now)
+    except (TypeError, ValueError):
+        return None
+
+
+@dataclass
+class RetryPolicy:
+    """Backoff for transient failures and for refused credentials."""
+
+    initial: float = 1.0
+    cap: float = 300.0
+    auth_pause: float = 60.0
+    max_retry_after: float = 3600.0
+
+    def backoff(self, attempts: int) -> float:
+        """Exponential backoff with 'equal jitter': half fixed, half random."""
+        ceiling = min(self.cap, self.initial * 2 ** min(attempts, 30))
+        return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
+class Uplink(ABC):
+    """Delivers one uplink's packages from the spool, oldest first."""
+
+    def __init__(self, name: str, base_url: str, timeout: float = 30.0, policy: RetryPolicy | None = None) -> None:
+        self.name = name
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self.policy = policy or RetryPolicy()
+        self.counters: Counter[str] = Counter()
+        self.last_ok: float | None = None
+        self.last_error: str | None = None
+        self.resume_at = 0.0
+        self.auth: httpx.Auth | None = None
+        self._wake = asyncio.Event()
+
+    @abstractmethod
+    def build_request(self, client: httpx.AsyncClient, package: StoredPackage) -> httpx.Request:
+        """The vendor request that delivers the package."""
+
+    def is_replay(self, response: httpx.Response) -> bool:
+        """True when the receiver says it had this package already."""
+        return False
+
+    def wake(self) -> None:
+        """New packages are in the spool."""
+        self._wake.set()
+
+    async def run(self, spool: AsyncSpool, stop: asyncio.Event) -> None:
+        """Deliver until `stop` is set."""
+        async with httpx.AsyncClient(timeout=self.timeout) as client:
+            while not stop.is_set():
+                now = time.time()
+                if self.resume_at > now:
+                    await self._wait(stop, self.resume_at - now)
+                    continue
+                batch = await spool.call(spool.spool.due, self.name, now)
+                if not batch:
+                    nxt = await spool.call(spool.spool.next_attempt, self.name)
+                    await self._wait(stop, 5.0 if nxt is None else min(5.0, max(0.0, nxt - now)))
+                    continue
+                for package in batch:
+                    if stop.is_set() or not await self._deliver(client, spool, package):
+                        break
+
+    async def _wait(self, stop: asyncio.Event, seconds: float) -> None:
+        self._wake.clear()
+        waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())]
+        try:
+            await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waiters:
+                w.cancel()
+
+    async def _deliver(self, client: httpx.AsyncClient, spool: AsyncSpool, package: StoredPackage) -> bool:
+        """Send one package; True to go on with the next, False to pause this uplink."""
+        s = spool.spool
+        try:
+            response = await client.send(self.build_request(client, package), auth=self.auth)
+        except httpx.HTTPError as exc:
+            return await self._transient(spool, package, f"{type(exc).__name__}: {exc}", None)
+        outcome = classify(response.status_code)
+        if outcome is Outcome.OK:
+            await spool.call(s.ack, package.id)
+            self.counters["acked"] += 1
+            if self.is_replay(response):
+                self.counters["replayed"] += 1
+            self.last_ok = time.time()
+            return True
+        detail = f"HTTP {response.status_code}: {response.text[:500]}"
+        if outcome is Outcome.RETRY:
+            delay = retry_after(response.headers.get("Retry-After"), time.time())
+            if delay is not None:
+                self.counters["retry_after_honoured"] += 1
+                delay = min(delay, self.policy.max_retry_after)
+            return await self._transient(spool, package, detail, delay)
+        if outcome is Outcome.AUTH:
+            self.counters["auth_refused"] += 1
+            self.last_error = detail
+            log.error("uplink %s: %s refused our credentials (%s); pausing %.0f s, nothing is dropped",
+                      self.name, self.base_url, detail, self.policy.auth_pause)
+            await spool.call(s.retry_later, package.id, time.time() + self.policy.auth_pause, detail)
+            self.resume_at = time.time() + self.policy.auth_pause
+            return False
+        self.counters["dead_lettered"] += 1
+        self.last_error = detail
+        log.error("uplink %s: package %s refused for good, kept as a dead letter: %s", self.name, package.key, detail)
+        await spool.call(s.dead_letter, package.id, detail, response.status_code)
+        return True
+
+    async def _transient(self, spool: AsyncSpool, package: StoredPackage, detail: str, delay: float | None) -> bool:
+        if delay is None:
+            delay = self.policy.backoff(package.attempts)
+        self.counters["retried"] += 1
+        self.last_error = detail
+        log.warning("uplink %s: %s; retrying %s in %.1f s", self.name, detail, package.key, delay)
+        await spool.call(spool.spool.retry_later, package.id, time.time() + delay, detail)
+        self.resume_at = time.time() + delay
+        return False
+
+    def status(self) -> dict:
+        """Counters and health for status pages."""
+        return {"name": self.name, "base_url": self.base_url, "counters": dict(self.counters),
+                "last_ok": self.last_ok, "last_error": self.last_error,
+                "paused_for_s": round(max(0.0, self.resume_at - time.time()), 1)}

@@ -1,0 +1,174 @@
+"""wearable-sim: device simulators and cloud emulators.
+
+    wearable-sim device kardia [--port PATH | --link PATH] [--duration S] [--speed X | --fast] ...
+    wearable-sim cloud --port PORT --data-dir DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+
+from gateway.protocols import kardiamobile as proto
+
+
+def _progress_printer(label: str, stream=sys.stderr):
+    interactive = stream.isatty()
+
+    def show(stats) -> None:
+        line = (f"{label}: {stats.signal_seconds:8.1f} s of signal  {stats.samples:>9} samples  "
+                f"{stats.frames:>7} frames  {stats.bytes / 1024:8.1f} KiB  in {stats.wall_seconds:6.1f} s")
+        stream.write(("\r" + line) if interactive else line + "\n")
+        stream.flush()
+
+    return show
+
+
+def _device_kardia(args: argparse.Namespace) -> int:
+    from simulators.devices.faults import FaultInjector
+    from simulators.devices.kardiamobile import KardiaMobileModel
+    from simulators.devices.serial_front import PtyPort, SerialPort, run_frames
+    from simulators.physiology.ecg import EcgParams, EcgSynth
+    from simulators.physiology.replay import ReplayError, ReplaySource, load_record
+
+    if args.speed <= 0 or (args.duration is not None and args.duration <= 0):
+        print("wearable-sim: --speed and --duration must be positive", file=sys.stderr)
+        return 2
+    try:
+        if args.replay:
+            signal_mv, fs_in = load_record(args.replay, args.replay_channel, args.replay_rate, args.replay_units,
+                                           args.replay_gain)
+            source = ReplaySource(signal_mv, fs_in, proto.SAMPLING_FREQUENCY, loop=args.loop)
+            what = f"replay of {args.replay} ({fs_in:g} Hz -> 300 Hz)"
+        else:
+            source = EcgSynth(proto.SAMPLING_FREQUENCY, EcgParams(
+                rhythm=args.rhythm, heart_rate=args.heart_rate, mains_frequency=args.mains, hum_mv=args.hum,
+                wander_mv=args.wander, noise_mv=args.noise, seed=args.seed))
+            what = f"{source.rhythm} at {source.heart_rate:g} bpm"
+        model = KardiaMobileModel(source, serial_number=args.serial_number, mains_frequency=args.mains,
+                                  amplitude_resolution=args.amplitude_resolution, boot_id=args.boot_id,
+                                  samples_per_frame=args.samples_per_frame)
+        faults = FaultInjector(args.garbage, args.corrupt, args.drop, seed=args.seed)
+    except (ValueError, ReplayError) as exc:
+        print(f"wearable-sim: {exc}", file=sys.stderr)
+        return 2
+    try:
+        port = SerialPort(args.port, args.baudrate) if args.port else PtyPort(link=args.link)
+    except Exception as exc:  # pyserial and os errors alike: say which port and why
+        print(f"wearable-sim: cannot open {args.port or 'a pseudo-terminal'}: {exc}", file=sys.stderr)
+        return 2
+    print(f"PORT {port.path}", flush=True)  # the first line: what the gateway should open
+    print(f"kardia {args.serial_number} (boot id {model.boot_id:08x}): {what}, mains {args.mains} Hz, "
+          f"{args.amplitude_resolution} nV/unit, {'as fast as read' if args.fast else f'x{args.speed:g}'}",
+          file=sys.stderr, flush=True)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        stats = run_frames(model.frames(), port, duration=args.duration, speed=None if args.fast else args.speed,
+                           faults=faults if faults.active else None, stop=stop,
+                           progress=None if args.quiet else _progress_printer("kardia"))
+    finally:
+        port.close()
+    summary = {"device": "kardia", "serial_number": args.serial_number, "boot_id": f"{model.boot_id:08x}",
+               "port": port.path, **stats.as_dict(), "saturated_frames": model.saturated}
+    if not args.quiet and sys.stderr.isatty():
+        sys.stderr.write("\n")
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"sent {stats.frames} frames ({stats.info_frames} device info, {stats.sample_frames} samples), "
+              f"{stats.samples} samples = {stats.signal_seconds:.1f} s of ECG, {stats.bytes} bytes "
+              f"in {stats.wall_seconds:.1f} s" + (f"; faults {stats.faults}" if stats.faults else ""))
+    return 0
+
+
+def _cloud(args: argparse.Namespace) -> int:
+    from simulators.cloud.app import PREFIXES, Credentials, build_app
+    from simulators.cloud.server import serve
+
+    creds = Credentials.from_env(kardia_api_keys=args.kardia_api_key)
+    app = build_app(args.data_dir, creds)
+    host = args.host if ":" not in args.host else f"[{args.host}]"
+    print(f"wearable-sim cloud on http://{host}:{args.port}, data in {os.path.abspath(args.data_dir)}", flush=True)
+    for name, prefix in PREFIXES.items():
+        print(f"  {name:8} http://{host}:{args.port}{prefix}", flush=True)
+    print(f"  Kardia API key(s): {', '.join(creds.kardia_api_keys)}  (HTTP Basic user, empty password)", flush=True)
+    try:
+        serve(app, args.host, args.port)
+    except OSError as exc:
+        print(f"wearable-sim: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for docs and tests)."""
+    parser = argparse.ArgumentParser(prog="wearable-sim", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    device = sub.add_parser("device", help="run a device simulator")
+    devices = device.add_subparsers(dest="device", required=True)
+    k = devices.add_parser("kardia", help="KardiaMobile-class single-lead ECG over serial",
+                           description="Simulate a KardiaMobile recorder on a serial port or a new pseudo-terminal. "
+                                       "The first line printed is 'PORT <path>': the port the gateway opens.")
+    where = k.add_argument_group("where")
+    where.add_argument("--port", help="a real serial port to write to (default: create a pseudo-terminal)")
+    where.add_argument("--link", help="with a pseudo-terminal: also make this stable symlink to it")
+    where.add_argument("--baudrate", type=int, default=115200)
+    timing = k.add_argument_group("timing")
+    timing.add_argument("--duration", type=float, help="seconds of ECG to send (default: until interrupted)")
+    timing.add_argument("--speed", type=float, default=1.0, help="times faster than real time (default 1)")
+    timing.add_argument("--fast", action="store_true", help="as fast as the reader takes it")
+    sig = k.add_argument_group("signal")
+    sig.add_argument("--rhythm", default="normal", help="normal, afib, bradycardia, tachycardia")
+    sig.add_argument("--heart-rate", type=float, help="bpm (default per rhythm: 70, 95, 45, 125)")
+    sig.add_argument("--hum", type=float, default=0.0, help="mains hum amplitude, mV")
+    sig.add_argument("--wander", type=float, default=0.0, help="baseline wander amplitude, mV")
+    sig.add_argument("--noise", type=float, default=0.0, help="white noise standard deviation, mV")
+    sig.add_argument("--seed", type=int, help="random seed (signal and faults)")
+    rep = k.add_argument_group("replay instead of synthesis")
+    rep.add_argument("--replay", help="a WFDB record (e.g. .../mitdb/100), a .mat record with .hea, or a CSV")
+    rep.add_argument("--replay-channel", type=int, default=0)
+    rep.add_argument("--replay-rate", type=float, help="rate of a one-column CSV, Hz")
+    rep.add_argument("--replay-units", default="mv", choices=("mv", "uv", "adc"), help="CSV units")
+    rep.add_argument("--replay-gain", type=float, help="CSV ADC units per mV")
+    rep.add_argument("--loop", action="store_true", help="start the record again at its end")
+    dev = k.add_argument_group("device")
+    dev.add_argument("--serial-number", default="KM1-SIM00001")
+    dev.add_argument("--boot-id", type=lambda s: int(s, 0), help="default: random, as at a real power-up")
+    dev.add_argument("--mains", type=int, default=60, choices=(50, 60))
+    dev.add_argument("--amplitude-resolution", type=int, default=500, help="nV per ADC unit")
+    dev.add_argument("--samples-per-frame", type=int, default=proto.DEFAULT_SAMPLES_PER_FRAME)
+    flt = k.add_argument_group("faults (sample frames only)")
+    flt.add_argument("--garbage", type=float, default=0.0, help="probability of garbage before a frame")
+    flt.add_argument("--corrupt", type=float, default=0.0, help="probability of a corrupt CRC")
+    flt.add_argument("--drop", type=float, default=0.0, help="probability of a dropped frame")
+    out = k.add_argument_group("output")
+    out.add_argument("--quiet", action="store_true", help="no progress line")
+    out.add_argument("--json", action="store_true", help="print the summary as JSON")
+    k.set_defaults(func=_device_kardia)
+
+    cloud = sub.add_parser("cloud", help="serve every cloud emulator",
+                           description="Serve the vendor API emulators on one port, each under its prefix.")
+    cloud.add_argument("--port", type=int, default=8080)
+    cloud.add_argument("--host", default="127.0.0.1", help="default loopback; 0.0.0.0 exposes it to the LAN")
+    cloud.add_argument("--data-dir", required=True, help="where the emulators keep their SQLite stores")
+    cloud.add_argument("--kardia-api-key", action="append",
+                       help="an accepted Kardia API key, one account each (repeatable; env WEARABLE_SIM_KARDIA_API_KEY)")
+    cloud.set_defaults(func=_cloud)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the wearable-sim command."""
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,174 @@
+"""Kardia Pro API emulator (vendor-docs/kardia-pro-api.md) as an ASGI app.
+
+Served paths are the vendor's, relative to wherever the app is mounted (`/kardia` under
+`wearable-sim cloud`). Authentication is the vendor's: HTTP Basic with the API key as the user
+name (the password is ignored; the vendor says to leave it empty).
+
+This project's extension: `POST /v1/recordings` ingests a recording shaped like the objects
+the API returns, with an optional `Idempotency-Key` header. The first request answers 201;
+a replay with the same key and body answers 200 with the same recording and
+`Idempotent-Replayed: true`; the same key with another body answers 422.
+
+Choices where the vendor is silent: errors are `{"error": code, "message": sentence}`;
+creates answer 201; unknown arguments are refused with 400 so client typos surface.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Iterable
+from datetime import date
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from gateway.vendors import kardia
+from simulators.cloud.http import (EXCEPTION_HANDLERS, ApiError, basic_user, decode_cursor, encode_cursor,
+                                   form_or_json, int_param, json_body)
+from simulators.cloud.kardia.store import IdempotencyConflict, KardiaStore, account_of
+
+REALM = 'Basic realm="Kardia Pro API"'
+EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+SEXES = (0, 1, 2, 9)  # ISO/IEC 5218: not known, male, female, not applicable
+PATIENT_ARGS = {"mrn", "email", "dob", "firstname", "lastname", "sex"}
+MAX_KEY = 255
+
+
+def _page(items: list[dict], positions: list[int], total: int, has_next: bool, kind: str) -> dict:
+    return {"totalCount": total, "data": items,
+            "pageInfo": {"startCursor": encode_cursor(kind, positions[0]) if positions else None,
+                         "endCursor": encode_cursor(kind, positions[-1]) if positions else None,
+                         "hasNextPage": has_next}}
+
+
+def _validate_patient(fields: dict) -> dict:
+    unknown = sorted(set(fields) - PATIENT_ARGS)
+    if unknown:
+        raise ApiError(400, f"unknown argument(s): {', '.join(unknown)}")
+    out: dict = {}
+    for name in ("mrn", "email", "dob"):
+        value = fields.get(name)
+        if not isinstance(value, str) or not value.strip():
+            raise ApiError(400, f"{name} is required")
+        out[name] = value.strip()
+    if len(out["mrn"]) > 64:
+        raise ApiError(400, "mrn must be at most 64 characters")
+    if not EMAIL_RE.match(out["email"]) or len(out["email"]) > 254:
+        raise ApiError(400, f"email is not an e-mail address: {out['email']!r}")
+    try:
+        if not DATE_RE.match(out["dob"]):
+            raise ValueError
+        born = date.fromisoformat(out["dob"])
+    except ValueError:
+        raise ApiError(400, f"dob must be a date as YYYY-MM-DD, not {out['dob']!r}") from None
+    if born > date.today() or born.year < 1880:
+        raise ApiError(400, f"dob {out['dob']} is not a plausible date of birth")
+    for name in ("firstname", "lastname"):
+        value = fields.get(name)
+        if value is not None:
+            if not isinstance(value, str) or len(value) > 100:
+                raise ApiError(400, f"{name} must be a string of at most 100 characters")
+            out[name] = value
+    sex = fields.get("sex")
+    if sex is not None and sex != "":
+        try:
+            sex = int(sex) if not isinstance(sex, bool) else None
+        except (TypeError, ValueError):
+            sex = None
+        if sex not in SEXES:
+            raise ApiError(400, "sex must be an ISO/IEC 5218 code: 0 not known, 1 male, 2 female, 9 not applicable")
+        out["sex"] = sex
+    return out
+
+
+def create_app(store: KardiaStore, api_keys: Iterable[str]) -> Starlette:
+    """The emulator app; each API key is its own account."""
+    accounts = {key: account_of(key) for key in api_keys}
+    if not accounts:
+        raise ValueError("the Kardia emulator needs at least one API key")
+
+    def account(request: Request) -> str:
+        user = basic_user(request)
+        if user is None:
+            raise ApiError(401, "authenticate with HTTP Basic: your API key as user name, empty password",
+                           headers={"WWW-Authenticate": REALM})
+        if user not in accounts:
+            raise ApiError(401, "invalid API key", headers={"WWW-Authenticate": REALM})
+        return accounts[user]
+
+    async def patients(request: Request) -> JSONResponse:
+        acc = account(request)
+        if request.method == "POST":
+            fields = _validate_patient(await form_or_json(request))
+            return JSONResponse(await run_in_threadpool(store.create_patient, acc, fields), status_code=201)
+        lo, hi, default = kardia.PATIENTS_LIMIT
+        limit = int_param(request, "limit", lo, hi, default)
+        start = request.query_params.get("start")
+        before = decode_cursor(start, "patient") if start is not None else None
+        return JSONResponse(_page(*await run_in_threadpool(store.list_patients, acc, limit, before), "patient"))
+
+    async def patient(request: Request) -> JSONResponse:
+        acc = account(request)
+        found = await run_in_threadpool(store.get_patient, acc, request.path_params["pid"])
+        if found is None:
+            raise ApiError(404, "no such patient")
+        return JSONResponse(found)
+
+    async def list_recordings(request: Request, patient_id: str | None) -> JSONResponse:
+        acc = account(request)
+        if patient_id is not None and await run_in_threadpool(store.get_patient, acc, patient_id) is None:
+            raise ApiError(404, "no such patient")
+        lo, hi, default = kardia.RECORDINGS_LIMIT
+        limit = int_param(request, "limit", lo, hi, default)
+        start = request.query_params.get("start")
+        before = decode_cursor(start, "recording") if start is not None else None
+        page = await run_in_threadpool(store.list_recordings, acc, limit, before, patient_id)
+        return JSONResponse(_page(*page, "recording"))
+
+    async def patient_recordings(request: Request) -> JSONResponse:
+        return await list_recordings(request, request.path_params["pid"])
+
+    async def recordings(request: Request) -> JSONResponse:
+        if request.method == "GET":
+            return await list_recordings(request, None)
+        acc = account(request)
+        key = request.headers.get(kardia.IDEMPOTENCY_HEADER)
+        if key is not None and not (0 < len(key) <= MAX_KEY and key.isprintable()):
+            raise ApiError(400, f"{kardia.IDEMPOTENCY_HEADER} must be 1-{MAX_KEY} printable characters")
+        obj, raw = await json_body(request)
+        try:
+            rec = kardia.parse_recording(obj)
+        except kardia.KardiaValidationError as exc:
+            raise ApiError(400, str(exc)) from None
+        if await run_in_threadpool(store.get_patient, acc, rec.patient_id) is None:
+            raise ApiError(400, f"{kardia.PATIENT_ID} {rec.patient_id!r} is not a patient of this account")
+        try:
+            found, created = await run_in_threadpool(store.ingest, acc, rec, key, hashlib.sha256(raw).hexdigest())
+        except IdempotencyConflict:
+            raise ApiError(422, f"{kardia.IDEMPOTENCY_HEADER} {key!r} was already used with a different body") from None
+        headers = {"Location": f"{request.scope.get('root_path', '')}/v1/recordings/{found['id']}"}
+        if not created:
+            headers[kardia.REPLAYED_HEADER] = "true"
+        return JSONResponse(found, status_code=201 if created else 200, headers=headers)
+
+    async def recording(request: Request) -> JSONResponse:
+        acc = account(request)
+        found = await run_in_threadpool(store.get_recording, acc, request.path_params["rid"])
+        if found is None:
+            raise ApiError(404, "no such recording")
+        return JSONResponse(found)
+
+    routes: list[Route] = [
+        Route("/v1/patients", patients, methods=["GET", "POST"]),
+        Route("/v1/patients/{pid}", patient, methods=["GET"]),
+        Route("/v1/patients/{pid}/recordings", patient_recordings, methods=["GET"]),
+        Route("/v1/recordings", recordings, methods=["GET", "POST"]),
+        Route("/v1/recordings/{rid}", recording, methods=["GET"]),
+    ]
+    handlers: dict[type, Callable] = dict(EXCEPTION_HANDLERS)
+    return Starlette(routes=routes, exception_handlers=handlers)

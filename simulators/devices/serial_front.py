@@ -1,0 +1,165 @@
+"""The serial front of a device simulator: a pseudo-terminal it owns, or a real port.
+
+Pacing follows the signal: a frame is written when wall time reaches the time its last sample
+was taken (divided by the speed-up), so the byte stream looks like the device's. With
+`speed=None` it writes as fast as the reader takes the bytes.
+
+The simulator never drops bytes: when the reader stalls, the write waits, as USB CDC's flow
+control makes a real device wait, and the stream catches up afterwards. The pty keeps its own
+slave handle open, so a gateway that closes and reopens the port finds it still there.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import threading
+import time
+import tty
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from simulators.devices.faults import FaultInjector
+from simulators.devices.kardiamobile import SimFrame
+
+
+class Port:
+    """Where the simulator writes bytes."""
+
+    path: str
+
+    def write(self, data: bytes, stop: threading.Event) -> bool:
+        """Write all of data; False if stopped first."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the port."""
+
+
+class PtyPort(Port):
+    """A pseudo-terminal: the simulator writes the master; the gateway opens `path` (the slave)."""
+
+    def __init__(self, link: str | Path | None = None) -> None:
+        self.master, self._slave = os.openpty()
+        tty.setraw(self._slave)  # before anything is written, or early bytes are echoed back
+        os.set_blocking(self.master, False)
+        self.tty_path = os.ttyname(self._slave)
+        self.link = Path(link) if link else None
+        if self.link:
+            tmp = self.link.with_name(self.link.name + ".tmp")
+            tmp.unlink(missing_ok=True)
+            tmp.symlink_to(self.tty_path)
+            tmp.replace(self.link)  # atomic: a reader never sees a missing or half-made link
+        self.path = str(self.link or self.tty_path)
+
+    def write(self, data: bytes, stop: threading.Event) -> bool:
+        """Write all bytes, waiting while the pty buffer is full."""
+        view = memoryview(data)
+        while view:
+            if stop.is_set():
+                return False
+            try:
+                n = os.write(self.master, view)
+                view = view[n:]
+            except BlockingIOError:
+                select.select([], [self.master], [], 0.1)
+        return True
+
+    def close(self) -> None:
+        """Close both ends: the gateway sees the port vanish."""
+        if self.link and self.link.is_symlink() and os.readlink(self.link) == self.tty_path:
+            self.link.unlink()
+        for fd in (self.master, self._slave):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+class SerialPort(Port):
+    """A real serial port (a USB-serial cable to the gateway's Pi, for a bench rig)."""
+
+    def __init__(self, path: str, baudrate: int = 115200) -> None:
+        import serial
+
+        self.path = path
+        self._port = serial.Serial(path, baudrate, write_timeout=0.2)
+
+    def write(self, data: bytes, stop: threading.Event) -> bool:
+        """Write all bytes, retrying on write timeouts until stopped."""
+        import serial
+
+        view = memoryview(data)
+        while view:
+            if stop.is_set():
+                return False
+            try:
+                view = view[self._port.write(view):]
+            except serial.SerialTimeoutException:
+                continue
+        return True
+
+    def close(self) -> None:
+        """Close the port."""
+        self._port.close()
+
+
+@dataclass
+class RunStats:
+    """What a simulator run sent."""
+
+    frames: int = 0
+    info_frames: int = 0
+    sample_frames: int = 0
+    samples: int = 0
+    bytes: int = 0
+    signal_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    faults: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        """For JSON output."""
+        return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
+
+
+def run_frames(frames: Iterable[SimFrame], port: Port, *, duration: float | None = None, speed: float | None = 1.0,
+               faults: FaultInjector | None = None, stop: threading.Event | None = None,
+               on_frame: Callable[[SimFrame, bytes], None] | None = None,
+               progress: Callable[[RunStats], None] | None = None, progress_every: float = 1.0) -> RunStats:
+    """Write frames to the port, paced by signal time, until `duration` s of signal or stop."""
+    stop = stop or threading.Event()
+    stats = RunStats()
+    start = time.monotonic()
+    next_progress = start + progress_every
+    for frame in frames:
+        if duration is not None and frame.kind == "samples" and frame.t_end > duration + 1e-9:
+            break
+        if speed:
+            delay = start + frame.t_end / speed - time.monotonic()
+            if delay > 0 and stop.wait(delay):
+                break
+        data = faults.apply(frame) if faults else frame.data
+        if data and not port.write(data, stop):
+            break
+        if stop.is_set():
+            break
+        stats.frames += 1
+        stats.bytes += len(data)
+        if frame.kind == "info":
+            stats.info_frames += 1
+        else:
+            stats.sample_frames += 1
+            stats.samples += len(frame.samples)
+            stats.signal_seconds = frame.t_end
+        if on_frame:
+            on_frame(frame, data)
+        now = time.monotonic()
+        if progress and now >= next_progress:
+            stats.wall_seconds = now - start
+            progress(stats)
+            next_progress = now + progress_every
+    stats.wall_seconds = time.monotonic() - start
+    if faults:
+        stats.faults = faults.log.summary()
+    return stats
