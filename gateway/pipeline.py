@@ -43,7 +43,7 @@ class _Stream:
     journaled: int = 0  # one past the last durable counter
     started: bool = False
     resume_from: int | None = None  # durable end left by an earlier run of the gateway
-    unjournaled_since: float | None = None  # arrival time of the oldest sample not yet durable
+    unjournaled_since: float | None = None  # monotonic time the oldest non-durable sample was handled
     samples: int = 0
     last_arrival: float | None = None
 
@@ -87,12 +87,12 @@ class DevicePipeline:
                 await self._on_gap(ev.stream, ev.start, ev.missing, batch)
             elif isinstance(ev, DeviceInfo):
                 await self._on_info(ev, batch)
-        if batch or self._journal_due(time.time()):
+        if batch or self._journal_due(time.monotonic()):
             await self._commit(batch)
 
     async def tick(self) -> None:
         """Time-based journal flush, for a stream that went quiet mid-second."""
-        if self._journal_due(time.time()):
+        if self._journal_due(time.monotonic()):
             await self._commit(_Batch())
 
     async def close(self) -> None:
@@ -210,7 +210,7 @@ class DevicePipeline:
         st.samples += len(samples)
         st.last_arrival = block.arrival
         if st.unjournaled_since is None:
-            st.unjournaled_since = block.arrival
+            st.unjournaled_since = time.monotonic()
         self._dirty.add(st.id)
 
     async def _on_gap(self, sid: StreamId, start: int, missing: int, batch: _Batch) -> None:

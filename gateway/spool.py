@@ -216,8 +216,8 @@ class Spool:
         with self._tx() as db:
             for p in packages:
                 cur = db.execute(
-                    "INSERT OR IGNORE INTO packages (uplink, key, kind, stream, first, end, sample_time, created_at,"
-                    " content_type, body) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    "INSERT INTO packages (uplink, key, kind, stream, first, end, sample_time, created_at,"
+                    " content_type, body) VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT (uplink, key) DO NOTHING",
                     (p.uplink, p.key, p.kind, p.stream, p.first, p.end, p.sample_time, now, p.content_type, p.body))
                 added += cur.rowcount
             for j in journal:
@@ -268,9 +268,10 @@ class Spool:
         where, args = ("WHERE uplink = ?", (uplink,)) if uplink else ("", ())
         with self._tx() as db:
             db.execute(
-                "INSERT OR IGNORE INTO packages (uplink, key, kind, stream, first, end, sample_time, created_at,"
+                "INSERT INTO packages (uplink, key, kind, stream, first, end, sample_time, created_at,"
                 " content_type, body) SELECT uplink, key, kind, stream, first, end, sample_time, created_at,"
-                f" content_type, body FROM dead_letters {where}", args)
+                f" content_type, body FROM dead_letters {where} ORDER BY id ON CONFLICT (uplink, key) DO NOTHING",
+                args)
             n = db.execute(f"DELETE FROM dead_letters {where}", args).rowcount
         return n
 
@@ -380,6 +381,7 @@ class AsyncSpool:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spool")
         self.spool: Spool = self._pool.submit(Spool, path, sync).result()
         self._listeners: list[Callable[[], None]] = []
+        self.closed = False
 
     async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run spool.fn(*args) on the spool thread."""
@@ -398,6 +400,9 @@ class AsyncSpool:
         return added
 
     async def close(self) -> None:
-        """Close the database and stop the thread."""
+        """Close the database and stop the thread; idempotent."""
+        if self.closed:
+            return
+        self.closed = True
         await self.call(self.spool.close)
         self._pool.shutdown(wait=True)

@@ -1,0 +1,129 @@
+"""Configuration: a valid file loads; every invalid entry is reported with its path."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from gateway.cli import main as gateway_main
+from gateway.config import ConfigError, load
+
+VALID = """
+[gateway]
+timezone = "Europe/Berlin"
+
+[spool]
+path = "state/spool.db"
+sync = "normal"
+journal_interval = 0.5
+
+[uplinks.kardia]
+type = "kardia"
+base_url = "https://api.kardia.com"
+api_key_env = "TEST_KARDIA_KEY"
+
+[[devices]]
+name = "kardia-1"
+driver = "kardiamobile"
+transport = "serial:///dev/ttyACM0?baudrate=57600"
+uplinks = ["kardia"]
+patient_id = "wNSEDeLOEPQE5rznkJmwbnjpxfdst93i"
+recording_seconds = 45
+"""
+
+
+def write(tmp_path, text: str):
+    path = tmp_path / "gateway.toml"
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_a_valid_file_loads_with_paths_secrets_and_defaults(tmp_path):
+    cfg = load(write(tmp_path, VALID), env={"TEST_KARDIA_KEY": "s3cret"})
+    assert cfg.spool.path == (tmp_path / "state" / "spool.db").resolve()
+    assert (cfg.spool.sync, cfg.spool.journal_interval) == ("normal", 0.5)
+    assert cfg.uplinks["kardia"].api_key == "s3cret" and cfg.uplinks["kardia"].secrets() == ["s3cret"]
+    assert "s3cret" not in repr(cfg.uplinks["kardia"])
+    (dev,) = cfg.devices
+    assert (dev.name, dev.transport, dev.recording_seconds, dev.patient_id) == (
+        "kardia-1", "serial:///dev/ttyACM0?baudrate=57600", 45.0, "wNSEDeLOEPQE5rznkJmwbnjpxfdst93i")
+    assert str(cfg.timezone) == "Europe/Berlin"
+
+
+def test_every_problem_is_reported_at_once_with_its_path(tmp_path):
+    bad = """
+    [gateway]
+    timezone = "Mars/Olympus"
+    colour = "blue"
+
+    [spool]
+    path = "spool.db"
+    sync = "sometimes"
+    journal_interval = 0
+
+    [uplinks.kardia]
+    type = "kardia"
+    base_url = "ftp://example.com"
+    api_key_env = "UNSET_VARIABLE"
+
+    [uplinks.other]
+    base_url = "https://x.example"
+    api_key = "k"
+    api_key_env = "K"
+
+    [[devices]]
+    name = "a"
+    driver = "nosuchdriver"
+    transport = "bluetooth://AA"
+    uplinks = ["kardia", "missing"]
+    recording_seconds = 0
+
+    [[devices]]
+    name = "a"
+    driver = "kardiamobile"
+    transport = "serial:///dev/ttyUSB0?parity=odd"
+    uplinks = []
+    """
+    with pytest.raises(ConfigError) as err:
+        load(write(tmp_path, bad), env={})
+    errors = "\n".join(err.value.errors)
+    for expected in [
+        "gateway.timezone: unknown time zone 'Mars/Olympus'",
+        "gateway.colour: unknown key",
+        "spool.sync: must be one of full, normal, not 'sometimes'",
+        "spool.journal_interval: must be between 0.05 and 60",
+        "uplinks.kardia.base_url: must be an http:// or https:// URL",
+        "uplinks.kardia.api_key_env: environment variable UNSET_VARIABLE is not set",
+        "uplinks.other.type: missing",
+        "uplinks.other.api_key: give api_key or api_key_env, not both",
+        "devices[0].driver: unknown driver 'nosuchdriver' (installed: kardiamobile",
+        "devices[0].transport: unknown transport scheme 'bluetooth'",
+        "devices[0].uplinks: no uplink named 'missing'",
+        "devices[0].patient_id: required",
+        "devices[0].recording_seconds: must be between 1 and 300",
+        "devices[1].name: duplicate device name 'a'",
+        "devices[1].transport: unknown serial option(s) parity",
+        "devices[1].uplinks: must be a non-empty list",
+    ]:
+        assert expected in errors, f"{expected!r} not reported in:\n{errors}"
+
+
+def test_unreadable_and_malformed_files(tmp_path):
+    with pytest.raises(ConfigError, match="file not found"):
+        load(tmp_path / "nope.toml")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load(write(tmp_path, "[spool\npath = 1"))
+    with pytest.raises(ConfigError, match="configure at least one"):
+        load(write(tmp_path, '[spool]\npath = "s.db"\n[uplinks]\n'))
+
+
+def test_check_config_command(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("TEST_KARDIA_KEY", "s3cret")
+    path = write(tmp_path, VALID)
+    assert gateway_main(["check-config", str(path)]) == 0
+    assert "valid; 1 device(s): kardia-1 (kardiamobile on serial:///dev/ttyACM0" in capsys.readouterr().out
+    monkeypatch.delenv("TEST_KARDIA_KEY")
+    assert gateway_main(["check-config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "uplinks.kardia.api_key_env: environment variable TEST_KARDIA_KEY is not set" in err
