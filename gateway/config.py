@@ -3,6 +3,7 @@
     [gateway]
     timezone = "Europe/Berlin"        # optional; recordedAt offsets (default: the system's zone)
     log_level = "INFO"
+    drain_on_stop = 5.0               # on SIGTERM, seconds the uplinks get to deliver the last packages
 
     [spool]
     path = "/var/lib/wearable-gateway/spool.db"   # relative paths are relative to this file
@@ -99,6 +100,7 @@ class Config:
     devices: list[DeviceConfig]
     timezone: tzinfo | None = None
     log_level: str = "INFO"
+    drain_on_stop: float = 5.0
     source: str = "<memory>"
 
 
@@ -178,7 +180,7 @@ def parse(data: Mapping[str, Any], base_dir: Path, env: Mapping[str, str] | None
     c.unknown(data, {"gateway", "spool", "uplinks", "devices"}, "")
 
     gw = c.table(data, "gateway", "gateway", required=False)
-    c.unknown(gw, {"timezone", "log_level"}, "gateway")
+    c.unknown(gw, {"timezone", "log_level", "drain_on_stop"}, "gateway")
     tz = None
     tz_name = c.string(gw, "timezone", "gateway", required=False)
     if tz_name:
@@ -187,6 +189,7 @@ def parse(data: Mapping[str, Any], base_dir: Path, env: Mapping[str, str] | None
         except (ZoneInfoNotFoundError, ValueError):
             c.err("gateway.timezone", f"unknown time zone {tz_name!r} (use an IANA name such as Europe/Berlin)")
     log_level = c.choice(gw, "log_level", "gateway", LOG_LEVELS, "INFO")
+    drain_on_stop = c.number(gw, "drain_on_stop", "gateway", 5.0, 0.0, 300.0)
 
     sp = c.table(data, "spool", "spool")
     c.unknown(sp, {"path", "sync", "journal_interval"}, "spool")
@@ -259,7 +262,7 @@ def parse(data: Mapping[str, Any], base_dir: Path, env: Mapping[str, str] | None
 
     if c.errors:
         raise ConfigError(source, c.errors)
-    return Config(spool, uplinks, devices, tz, log_level, source)
+    return Config(spool, uplinks, devices, tz, log_level, drain_on_stop, source)
 
 
 def _secret(c: _Checker, table: Mapping[str, Any], key: str, path: str, env: Mapping[str, str]) -> str | None:

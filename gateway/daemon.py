@@ -26,6 +26,8 @@ from gateway.uplinks.kardia import KardiaUplink
 
 log = logging.getLogger(__name__)
 
+STOP_TIMEOUT = 10.0  # seconds a device task gets to finish its last chunk at stop
+
 
 def build_uplink(cfg: UplinkConfig) -> Uplink:
     """The uplink worker for one configured uplink."""
@@ -171,8 +173,11 @@ class Gateway:
         self.stopped = True
         self._stop_devices.set()
         for runner in self.devices:
-            await runner.transport.close()
-        for task in self._device_tasks:
+            await runner.transport.close()  # each stream ends after the chunk in hand...
+        # ...which its task still decodes and commits: cancelling mid-commit would lose it.
+        done, late = await asyncio.wait(self._device_tasks, timeout=STOP_TIMEOUT) if self._device_tasks else ((), ())
+        for task in late:
+            log.error("%s did not stop within %.0f s; cancelled", task.get_name(), STOP_TIMEOUT)
             task.cancel()
         await asyncio.gather(*self._device_tasks, return_exceptions=True)
         if self._tick_task:
@@ -194,8 +199,8 @@ class Gateway:
         assert self.spool is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            stats = await self.spool.call(self.spool.spool.stats)
-            if not any(u["pending"] for u in stats["uplinks"].values()):
+            backlog = (await self.spool.call(self.spool.spool.stats))["uplinks"]
+            if not any(backlog.get(name, {}).get("pending") for name in self.uplinks):
                 return True
             await asyncio.sleep(0.05)
         return False
@@ -217,5 +222,5 @@ async def run(config: Config) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, gateway.request_stop)
     await gateway.wait()
-    await gateway.stop()
+    await gateway.stop(drain_timeout=config.drain_on_stop)
     return 1 if gateway.fatal else 0

@@ -237,6 +237,21 @@ def build() -> dict:
         "counters": {"frames": 6, "samples": 75, "bad_frame:counter_regression": 1},
         "segments": [[BOOT_A, 0, 75]], "gaps": []})
 
+    # 15 the first sample frame of a session is lost: the info frame said where the stream starts
+    s2f, fs2f = samples(2, 25, ramp(25))
+    add_stream("first_frame_lost", [i0, s2f], {
+        "frames": [fi0, fs2f],
+        "counters": {"frames": 2, "samples": 25, "lost_frames": 1, "gaps": 1, "lost_samples": 25},
+        "segments": [[BOOT_A, 25, 50]], "gaps": [[BOOT_A, 0, 25]]})
+
+    # 16 frames lost before an info frame: the gap is known at the info frame, not only at the next samples
+    i3, fi3 = info(3, next_counter=50)
+    add_stream("loss_seen_by_info_frame", [i0, s1, i3], {
+        "frames": [fi0, fs1, fi3],
+        "counters": {"frames": 3, "samples": 25, "lost_frames": 1, "gaps": 1, "lost_samples": 25},
+        "segments": [[BOOT_A, 0, 25]], "gaps": [[BOOT_A, 25, 25]]},
+        note="the end of a stream: no later sample frame would ever show this gap")
+
     return {
         "protocol": "kardiamobile-serial",
         "version": 1,

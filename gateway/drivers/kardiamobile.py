@@ -80,10 +80,17 @@ class KardiaMobileDriver(Driver):
             for h in held:  # frames held since the restart belong to the new session
                 self._count_seq(h.seq)
                 self._place(h, events, arrival)
+            if self._expected is None:  # the stream starts where the device says
+                self._expected = frame.next_sample_counter
         else:
             for h in held:  # same session: a backwards counter was impossible
                 self._count_seq(h.seq)
                 self.counters["bad_frame:counter_regression"] += 1
+            if self._expected is not None:
+                ahead = (frame.next_sample_counter - self._expected) % proto.COUNTER_MODULO
+                if 0 < ahead < _HALF:  # samples were lost before this info frame
+                    self._gap(ahead, events, arrival)
+                    self._expected += ahead
         self._count_seq(frame.seq)
 
     def _on_samples(self, frame: proto.SamplesFrame, events: list[DriverEvent], arrival: float) -> None:
@@ -122,10 +129,7 @@ class KardiaMobileDriver(Driver):
                 return
             first = self._expected + diff
             if diff:
-                self._flush(events, arrival)
-                events.append(Gap(self._stream, self._expected, diff))
-                self.counters["gaps"] += 1
-                self.counters["lost_samples"] += diff
+                self._gap(diff, events, arrival)
         if not self._run:
             self._run_first = first
         self._run.append(frame.samples)
@@ -133,6 +137,13 @@ class KardiaMobileDriver(Driver):
         n = len(frame.samples)
         self._expected = first + n
         self.counters["samples"] += n
+
+    def _gap(self, missing: int, events: list[DriverEvent], arrival: float) -> None:
+        assert self._stream is not None and self._expected is not None
+        self._flush(events, arrival)
+        events.append(Gap(self._stream, self._expected, missing))
+        self.counters["gaps"] += 1
+        self.counters["lost_samples"] += missing
 
     def _flush(self, events: list[DriverEvent], arrival: float) -> None:
         if not self._run:

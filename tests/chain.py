@@ -1,0 +1,113 @@
+"""Helpers for the end-to-end tests: a simulator thread on a pty, the emulator, read-back."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from gateway.demo import fetch_recordings
+from simulators.devices.faults import FaultInjector
+from simulators.devices.kardiamobile import KardiaMobileModel, SimFrame
+from simulators.devices.serial_front import PtyPort, RunStats, run_frames
+from simulators.physiology.ecg import EcgParams, EcgSynth
+
+API_KEY = "chain-test-key"
+
+
+@dataclass
+class SimRun:
+    """A simulator writing into a pty from a thread."""
+
+    port: PtyPort
+    model: KardiaMobileModel
+    frames: list[SimFrame] = field(default_factory=list)  # every sample frame generated, lost ones included
+    stats: list[RunStats] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+    thread: threading.Thread | None = None
+
+    @property
+    def sent(self) -> np.ndarray:
+        """Every sample the device produced, in counter order (index = sample counter)."""
+        return np.concatenate([f.samples for f in self.frames])
+
+    def join(self, timeout: float = 120.0) -> RunStats:
+        """Wait for the run to end."""
+        assert self.thread is not None
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "the simulator did not finish"
+        return self.stats[0]
+
+
+def start_simulator(*, duration: float, speed: float | None, seed: int, faults: FaultInjector | None = None,
+                    link: Path | None = None, mains: int = 50, start: bool = True) -> SimRun:
+    """A KardiaMobile simulator on a new pty (with noise, so every stretch of signal is unique)."""
+    source = EcgSynth(300, EcgParams(noise_mv=0.02, wander_mv=0.1, hum_mv=0.02, mains_frequency=mains, seed=seed))
+    run = SimRun(PtyPort(link=link), KardiaMobileModel(source, serial_number="KM1-TEST0001", mains_frequency=mains,
+                                                        boot_id=0x5EED0000 + seed))
+
+    def on_frame(frame: SimFrame, _data: bytes) -> None:
+        if frame.kind == "samples":
+            run.frames.append(frame)
+
+    def target() -> None:
+        run.stats.append(run_frames(run.model.frames(), run.port, duration=duration, speed=speed, faults=faults,
+                                    stop=run.stop, on_frame=on_frame))
+
+    run.thread = threading.Thread(target=target, name="simulator", daemon=True)
+    if start:
+        run.thread.start()
+    return run
+
+
+def create_patient(kardia_url: str) -> str:
+    """A Kardia patient to receive the recordings."""
+    r = httpx.post(kardia_url + "/v1/patients", auth=(API_KEY, ""),
+                   data={"mrn": "CHAIN-1", "dob": "1960-05-05", "email": "chain@example.com"})
+    r.raise_for_status()
+    return r.json()["id"]
+
+
+def recordings(kardia_url: str, patient: str) -> list[dict]:
+    """Every recording of the patient through the public API, oldest first."""
+    return asyncio.run(fetch_recordings(kardia_url, API_KEY, patient))
+
+
+def wait_for(predicate, timeout: float, what: str) -> None:
+    """Poll until predicate() is true."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def config_toml(spool: Path, kardia_url: str, patient: str, port_path: str, recording_seconds: float,
+                journal_interval: float = 1.0) -> str:
+    """A gateway configuration for one KardiaMobile on a pty."""
+    return f"""
+[gateway]
+log_level = "INFO"
+drain_on_stop = 15
+
+[spool]
+path = "{spool}"
+journal_interval = {journal_interval}
+
+[uplinks.kardia]
+type = "kardia"
+base_url = "{kardia_url}"
+api_key_env = "CHAIN_KARDIA_KEY"
+
+[[devices]]
+name = "kardia-1"
+driver = "kardiamobile"
+transport = "serial://{port_path}"
+uplinks = ["kardia"]
+patient_id = "{patient}"
+recording_seconds = {recording_seconds}
+"""

@@ -1,0 +1,209 @@
+"""End to end: simulator -> real pty -> serial transport -> driver -> core -> spool -> uplink -> emulator.
+
+Every assertion reads the data back through the emulator's public HTTP API and compares it,
+sample for sample, with what the simulator produced (the sample counter is the index into
+that stream).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from datetime import datetime
+
+import httpx
+import numpy as np
+import pytest
+
+from gateway.config import load
+from gateway.daemon import Gateway
+from gateway.demo import fetch_recordings
+from gateway.spool import Spool
+from simulators.cloud.app import Credentials, build_app
+from simulators.cloud.server import BackgroundServer
+from simulators.devices.faults import FaultInjector
+from simulators.reconcile import reconcile
+from tests.chain import API_KEY, config_toml, create_patient, recordings, start_simulator, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+async def _run_in_process(tmp_path, sim, recording_seconds: float):
+    """Run the gateway in this process until the simulator is done and everything is uploaded."""
+    with BackgroundServer(build_app(tmp_path / "cloud", Credentials([API_KEY]))) as server:
+        url = server.url + "/kardia"
+        patient = create_patient(url)
+        cfg_path = tmp_path / "gateway.toml"
+        cfg_path.write_text(config_toml(tmp_path / "spool.db", url, patient, sim.port.path, recording_seconds))
+        gateway = Gateway(load(cfg_path, env={"CHAIN_KARDIA_KEY": API_KEY}))
+        await gateway.start()
+        runner = gateway.devices[0]
+        while not runner.transport.connected:  # pyserial flushes input at open: start the device after
+            await asyncio.sleep(0.01)
+        started = time.time()
+        sim.thread.start()
+        stats = await asyncio.to_thread(sim.join)
+        deadline = time.monotonic() + 30
+        while runner.transport.counters["bytes"] < stats.bytes:  # every byte written has been read
+            assert time.monotonic() < deadline, "the gateway did not read everything the simulator wrote"
+            await asyncio.sleep(0.02)
+        counters = dict(runner.driver.counters)
+        await gateway.stop(drain_timeout=60)
+        recs = await fetch_recordings(url, API_KEY, patient)
+    sim.port.close()
+    return recs, counters, patient, started
+
+
+async def test_five_minutes_arrive_bit_exact_once_in_order(tmp_path):
+    sim = start_simulator(duration=300, speed=None, seed=11, start=False)
+    recs, counters, patient, started = await _run_in_process(tmp_path, sim, recording_seconds=30)
+    sent = sim.sent
+    assert len(sent) == 300 * 300
+    check = reconcile(sent, [np.array(r["data"]["raw"]["samples"]["leadI"]) for r in recs])
+    assert check.exact, check.as_dict()
+    assert check.positions == [9000 * i for i in range(10)]
+    assert [r["duration"] for r in recs] == [30_000] * 10
+    for r in recs:
+        raw = r["data"]["raw"]
+        assert (raw["frequency"], raw["mainsFrequency"], raw["amplitudeResolution"]) == (300, 50, 500)
+        assert r["patientID"] == patient and r["algorithmDetermination"] == "no_analysis"
+    # Streamed flat out, the device's time is compressed: recordedAt is checked in real time below.
+    assert all(datetime.fromisoformat(r["recordedAt"]).tzinfo is not None for r in recs)
+    assert counters["samples"] == 90_000 and not counters.get("crc_errors") and not counters.get("gaps")
+    spool = Spool(tmp_path / "spool.db")
+    stats = spool.stats()
+    assert stats["uplinks"]["kardia"]["pending"] == 0 and stats["uplinks"]["kardia"]["acked"] == 10
+    assert stats["dead_letters"] == 0 and stats["gaps"] == 0 and stats["journal_samples"] == 0
+    spool.close()
+
+
+async def test_real_time_stream_gets_timestamps_from_the_device_counter(tmp_path):
+    sim = start_simulator(duration=12, speed=1.0, seed=14, start=False)
+    recs, counters, _, started = await _run_in_process(tmp_path, sim, recording_seconds=3)
+    times = [datetime.fromisoformat(r["recordedAt"]).timestamp() for r in recs]
+    assert [r["duration"] for r in recs] == [3000] * 4
+    # Consecutive recordings are exactly 3 s apart, however the frames' arrival jittered.
+    assert np.allclose(np.diff(times), 3.0, atol=0.002), np.diff(times)
+    # The first sample: when the device started, by the gateway's clock (ms rounding, thread start-up).
+    assert abs(times[0] - started) < 0.05, times[0] - started
+    assert reconcile(sim.sent, [np.array(r["data"]["raw"]["samples"]["leadI"]) for r in recs]).exact
+
+
+def _runs(frames):
+    """Consecutive runs of lost sample frames (by counter)."""
+    runs: list[list] = []
+    for f in frames:
+        if runs and runs[-1][-1].counter + len(runs[-1][-1].samples) == f.counter:
+            runs[-1].append(f)
+        else:
+            runs.append([f])
+    return runs
+
+
+async def test_garbage_corrupt_frames_and_drops_are_counted_recorded_and_never_crash(tmp_path):
+    faults = FaultInjector(garbage=0.05, corrupt=0.03, drop=0.03, seed=5)
+    sim = start_simulator(duration=120, speed=None, seed=12, faults=faults, start=False)
+    recs, counters, _, _ = await _run_in_process(tmp_path, sim, recording_seconds=10)
+    log = faults.log
+    lost = log.lost
+    runs = _runs(lost)
+    assert len(log.corrupted) > 10 and len(log.dropped) > 10 and log.garbage_bursts > 10  # the test means something
+    # Counters equal what was injected.
+    assert counters["crc_errors"] == len(log.corrupted)
+    assert counters["skipped_bytes"] == log.garbage_bytes + sum(len(f.data) for f in log.corrupted)
+    assert counters["lost_frames"] == len(lost)
+    assert counters["gaps"] == len(runs)
+    assert counters["lost_samples"] == sum(len(f.samples) for f in lost)
+    assert counters["samples"] == len(sim.sent) - counters["lost_samples"]
+    # Every gap is recorded where it is.
+    expected_gaps = [(run[0].counter, sum(len(f.samples) for f in run)) for run in runs]
+    spool = Spool(tmp_path / "spool.db")
+    assert [(g.start, g.missing) for g in spool.gaps()] == expected_gaps
+    spool.close()
+    # Every good frame arrived, exactly once; what is missing is exactly the gaps.
+    check = reconcile(sim.sent, [np.array(r["data"]["raw"]["samples"]["leadI"]) for r in recs])
+    assert (check.duplicates, check.unmatched, check.in_order) == (0, 0, True)
+    assert check.missing_ranges == expected_gaps
+    # No recording spans a gap.
+    for pos, rec in zip(check.positions, recs):
+        n = len(rec["data"]["raw"]["samples"]["leadI"])
+        assert not any(pos < start < pos + n for start, _ in expected_gaps)
+        assert rec["duration"] == round(n * 1000 / 300)
+
+
+def _committed(spool_path) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """(package ranges pending, journal ranges) in a spool, read without writing to it."""
+    db = sqlite3.connect(f"file:{spool_path}?mode=ro", uri=True)
+    try:
+        packages = db.execute("SELECT first, end FROM packages ORDER BY first").fetchall()
+        journal = db.execute("SELECT first, first + n FROM journal ORDER BY first").fetchall()
+    finally:
+        db.close()
+    return packages, journal
+
+
+def test_sigkill_mid_stream_loses_nothing_committed_and_duplicates_nothing(tmp_path):
+    with BackgroundServer(build_app(tmp_path / "cloud", Credentials([API_KEY]))) as server:
+        url = server.url + "/kardia"
+        patient = create_patient(url)
+        sim = start_simulator(duration=180, speed=15, seed=13, link=tmp_path / "kardia.pty", start=False)
+        cfg = tmp_path / "gateway.toml"
+        cfg.write_text(config_toml(tmp_path / "spool.db", url, patient, str(tmp_path / "kardia.pty"),
+                                   recording_seconds=5))
+        env = {**os.environ, "CHAIN_KARDIA_KEY": API_KEY}
+        cmd = [sys.executable, "-m", "gateway.cli", "run", "--config", str(cfg)]
+        log1 = open(tmp_path / "gateway-1.log", "w")
+        gw = subprocess.Popen(cmd, env=env, stdout=log1, stderr=subprocess.STDOUT)
+        try:
+            wait_for(lambda: "serial://" in (tmp_path / "gateway-1.log").read_text(), 20, "the gateway to open the port")
+            sim.thread.start()
+            wait_for(lambda: httpx.get(url + "/v1/recordings", auth=(API_KEY, "")).json()["totalCount"] >= 4, 60,
+                     "the first uploads")
+            # Freeze the gateway, look at its spool, and kill it only when journaled samples wait for
+            # a package: then the state read is exactly the state the kill leaves.
+            for _ in range(200):
+                gw.send_signal(signal.SIGSTOP)
+                packages, journal = _committed(tmp_path / "spool.db")
+                if journal:
+                    break
+                gw.send_signal(signal.SIGCONT)
+                time.sleep(0.03)
+            assert journal, "never caught the gateway with journaled samples"
+            gw.send_signal(signal.SIGKILL)
+            assert gw.wait(10) == -signal.SIGKILL
+            log2 = open(tmp_path / "gateway-2.log", "w")
+            gw = subprocess.Popen(cmd, env=env, stdout=log2, stderr=subprocess.STDOUT)
+            sim.join()
+            time.sleep(1.0)  # the last bytes through the pty
+            gw.send_signal(signal.SIGTERM)  # a clean stop packages and delivers the rest
+            assert gw.wait(60) == 0
+        finally:
+            if gw.poll() is None:
+                gw.kill()
+            sim.stop.set()
+            sim.port.close()
+        recs = recordings(url, patient)
+
+    check = reconcile(sim.sent, [np.array(r["data"]["raw"]["samples"]["leadI"]) for r in recs])
+    assert (check.duplicates, check.unmatched, check.in_order) == (0, 0, True), check.as_dict()
+    ranges = {(p, p + len(r["data"]["raw"]["samples"]["leadI"])) for p, r in zip(check.positions, recs)}
+    # Every package the spool had committed at the kill arrived, exactly as it was cut.
+    assert set(packages) <= ranges
+    # So did every journaled sample: recovered into packages after the restart.
+    covered = np.zeros(len(sim.sent), bool)
+    for a, b in ranges:
+        covered[a:b] = True
+    assert all(covered[a:b].all() for a, b in journal)
+    # What did not arrive is exactly what the gateway recorded as gaps (lost while it was dead).
+    spool = Spool(tmp_path / "spool.db")
+    gaps = [(g.start, g.missing) for g in spool.gaps()]
+    stats = spool.stats()
+    spool.close()
+    assert check.missing_ranges == gaps and len(gaps) == 1
+    assert stats["uplinks"]["kardia"]["pending"] == 0 and stats["journal_samples"] == 0
+    assert "recovered" in (tmp_path / "gateway-2.log").read_text()
