@@ -83,6 +83,8 @@ async def run_demo(duration: float = 60.0, speed: float = 1.0, data_dir: str | P
         await gateway.start()
 
         def simulate() -> None:
+            if not port.wait_for_reader(sim_stop, timeout=30):  # start when the gateway has opened the port
+                return
             sim_result.append(run_frames(model.frames(), port, duration=duration, speed=speed, stop=sim_stop,
                                          on_frame=lambda f, _: sent.append(f.samples) if f.kind == "samples" else None))
 
@@ -90,9 +92,6 @@ async def run_demo(duration: float = 60.0, speed: float = 1.0, data_dir: str | P
         print(f"demo: {source.rhythm} ECG at {source.heart_rate:g} bpm for {duration:g} s (x{speed:g}) on {port.path}"
               f" -> gateway -> Kardia emulator at {kardia_url}", file=out, flush=True)
         runner = gateway.devices[0]
-        # pyserial flushes a port's input when it opens it: start the device once the gateway listens.
-        while not runner.transport.connected:
-            await asyncio.sleep(0.01)
         sim.start()
         while sim.is_alive():
             await asyncio.sleep(1.0)

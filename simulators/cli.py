@@ -62,6 +62,8 @@ def _device_kardia(args: argparse.Namespace) -> int:
         print(f"wearable-sim: cannot open {args.port or 'a pseudo-terminal'}: {exc}", file=sys.stderr)
         return 2
     print(f"PORT {port.path}", flush=True)  # the first line: what the gateway should open
+    if isinstance(port, PtyPort) and not args.no_wait:
+        print("waiting for a reader to open the port (--no-wait starts at once)", file=sys.stderr, flush=True)
     print(f"kardia {args.serial_number} (boot id {model.boot_id:08x}): {what}, mains {args.mains} Hz, "
           f"{args.amplitude_resolution} nV/unit, {'as fast as read' if args.fast else f'x{args.speed:g}'}",
           file=sys.stderr, flush=True)
@@ -69,9 +71,14 @@ def _device_kardia(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     try:
+        if isinstance(port, PtyPort) and not args.no_wait and not port.wait_for_reader(stop):
+            port.close()
+            return 130
         stats = run_frames(model.frames(), port, duration=args.duration, speed=None if args.fast else args.speed,
                            faults=faults if faults.active else None, stop=stop,
                            progress=None if args.quiet else _progress_printer("kardia"))
+        if not port.drain(timeout=5.0):
+            print("wearable-sim: the reader did not take the last bytes within 5 s", file=sys.stderr)
     finally:
         port.close()
     summary = {"device": "kardia", "serial_number": args.serial_number, "boot_id": f"{model.boot_id:08x}",
@@ -120,6 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--port", help="a real serial port to write to (default: create a pseudo-terminal)")
     where.add_argument("--link", help="with a pseudo-terminal: also make this stable symlink to it")
     where.add_argument("--baudrate", type=int, default=115200)
+    where.add_argument("--no-wait", action="store_true",
+                       help="with a pseudo-terminal: stream at once instead of when a reader opens it")
     timing = k.add_argument_group("timing")
     timing.add_argument("--duration", type=float, help="seconds of ECG to send (default: until interrupted)")
     timing.add_argument("--speed", type=float, default=1.0, help="times faster than real time (default 1)")

@@ -56,6 +56,8 @@ def start_simulator(*, duration: float, speed: float | None, seed: int, faults: 
             run.frames.append(frame)
 
     def target() -> None:
+        if not run.port.wait_for_reader(run.stop, timeout=60):  # the device starts when the gateway opens it
+            return
         run.stats.append(run_frames(run.model.frames(), run.port, duration=duration, speed=speed, faults=faults,
                                     stop=run.stop, on_frame=on_frame))
 

@@ -11,8 +11,12 @@ slave handle open, so a gateway that closes and reopens the port finds it still 
 
 from __future__ import annotations
 
+import array
+import fcntl
 import os
 import select
+import struct
+import termios
 import threading
 import time
 import tty
@@ -22,6 +26,8 @@ from pathlib import Path
 
 from simulators.devices.faults import FaultInjector
 from simulators.devices.kardiamobile import SimFrame
+
+TIOCPKT_FLUSHREAD = getattr(termios, "TIOCPKT_FLUSHREAD", 1)
 
 
 class Port:
@@ -33,17 +39,27 @@ class Port:
         """Write all of data; False if stopped first."""
         raise NotImplementedError
 
+    def drain(self, timeout: float = 5.0) -> bool:
+        """Wait until the reader has taken every byte written; False on timeout."""
+        return True
+
     def close(self) -> None:
         """Release the port."""
 
 
 class PtyPort(Port):
-    """A pseudo-terminal: the simulator writes the master; the gateway opens `path` (the slave)."""
+    """A pseudo-terminal: the simulator writes the master; the gateway opens `path` (the slave).
+
+    Packet mode is on, so the master learns when a reader flushes its input (as pyserial does
+    when it opens a port): `wait_for_reader` lets the device start then, as a USB CDC device
+    starts when the host opens it, instead of writing bytes the reader's open would discard.
+    """
 
     def __init__(self, link: str | Path | None = None) -> None:
         self.master, self._slave = os.openpty()
         tty.setraw(self._slave)  # before anything is written, or early bytes are echoed back
         os.set_blocking(self.master, False)
+        fcntl.ioctl(self.master, termios.TIOCPKT, struct.pack("i", 1))
         self.tty_path = os.ttyname(self._slave)
         self.link = Path(link) if link else None
         if self.link:
@@ -52,6 +68,23 @@ class PtyPort(Port):
             tmp.symlink_to(self.tty_path)
             tmp.replace(self.link)  # atomic: a reader never sees a missing or half-made link
         self.path = str(self.link or self.tty_path)
+
+    def wait_for_reader(self, stop: threading.Event | None = None, timeout: float | None = None) -> bool:
+        """Block until a reader opened the port and flushed its input; False if stopped or timed out."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not (stop and stop.is_set()):
+            if deadline is not None and time.monotonic() > deadline:
+                return False
+            ready, _, _ = select.select([self.master], [], [], 0.1)
+            if not ready:
+                continue
+            try:
+                status = os.read(self.master, 4096)
+            except (BlockingIOError, OSError):
+                continue
+            if status and status[0] & TIOCPKT_FLUSHREAD:
+                return True
+        return False
 
     def write(self, data: bytes, stop: threading.Event) -> bool:
         """Write all bytes, waiting while the pty buffer is full."""
@@ -65,6 +98,18 @@ class PtyPort(Port):
             except BlockingIOError:
                 select.select([], [self.master], [], 0.1)
         return True
+
+    def drain(self, timeout: float = 5.0) -> bool:
+        """Wait until the reader has taken every byte (closing the pty would discard them)."""
+        deadline = time.monotonic() + timeout
+        pending = array.array("i", [0])
+        while True:
+            fcntl.ioctl(self._slave, termios.FIONREAD, pending)
+            if pending[0] == 0:
+                return True
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
 
     def close(self) -> None:
         """Close both ends: the gateway sees the port vanish."""
@@ -100,6 +145,11 @@ class SerialPort(Port):
                 continue
         return True
 
+    def drain(self, timeout: float = 5.0) -> bool:
+        """Wait until the UART has sent everything."""
+        self._port.flush()
+        return True
+
     def close(self) -> None:
         """Close the port."""
         self._port.close()
@@ -116,6 +166,7 @@ class RunStats:
     bytes: int = 0
     signal_seconds: float = 0.0
     wall_seconds: float = 0.0
+    started_at: float = 0.0  # wall time (Unix s) the first frame's signal began
     faults: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
@@ -129,7 +180,7 @@ def run_frames(frames: Iterable[SimFrame], port: Port, *, duration: float | None
                progress: Callable[[RunStats], None] | None = None, progress_every: float = 1.0) -> RunStats:
     """Write frames to the port, paced by signal time, until `duration` s of signal or stop."""
     stop = stop or threading.Event()
-    stats = RunStats()
+    stats = RunStats(started_at=time.time())
     start = time.monotonic()
     next_progress = start + progress_every
     for frame in frames:

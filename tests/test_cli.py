@@ -1,0 +1,128 @@
+"""The command-line front doors, run as real processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+import serial
+
+from gateway.core.blocks import SampleBlock
+from gateway.drivers.kardiamobile import KardiaMobileDriver
+from simulators.cloud.server import bind
+
+PY = sys.executable
+
+
+def free_port() -> int:
+    sock = bind()
+    port = sock.getsockname()[1]
+    sock.close()
+    return port
+
+
+def test_device_simulator_prints_its_port_streams_and_summarises():
+    proc = subprocess.Popen([PY, "-m", "simulators.cli", "device", "kardia", "--duration", "4", "--fast", "--json",
+                             "--rhythm", "afib", "--seed", "3", "--quiet"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = proc.stdout.readline().split()
+    assert first[0] == "PORT" and first[1].startswith("/dev/pts/")
+    port = serial.Serial(first[1], timeout=0.2)
+    driver, samples = KardiaMobileDriver(), 0
+    while True:  # until the simulator, done and drained, closes the port
+        try:
+            # What is there, not read(65536): pyserial discards a partial read when the port closes.
+            data = port.read(port.in_waiting or 1)
+        except serial.SerialException:
+            break
+        for ev in driver.feed(data, 0.0):
+            if isinstance(ev, SampleBlock):
+                samples += len(ev.samples)
+    port.close()
+    out, err = proc.communicate(timeout=10)
+    summary = json.loads(out)
+    assert proc.returncode == 0
+    assert (summary["samples"], summary["sample_frames"], summary["info_frames"]) == (1200, 48, 5)
+    assert samples == 1200 and driver.counters["frames"] == 53
+    assert "afib at 95 bpm" in err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--rhythm", "vfib"], "unknown rhythm 'vfib'"),
+    (["--rhythm", "bradycardia", "--heart-rate", "80"], "bradycardia means 30-50 bpm"),
+    (["--speed", "0"], "--speed and --duration must be positive"),
+    (["--replay", "/nonexistent/record"], "not a readable WFDB record"),
+    (["--port", "/nonexistent/ttyUSB9"], "cannot open /nonexistent/ttyUSB9"),
+])
+def test_device_simulator_refuses_bad_arguments(args, message):
+    proc = subprocess.run([PY, "-m", "simulators.cli", "device", "kardia", "--duration", "1", *args],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+
+
+def test_cloud_command_serves_prints_credentials_and_keeps_data_across_restarts(tmp_path):
+    port = free_port()
+    env = {**os.environ, "WEARABLE_SIM_KARDIA_API_KEY": "from-env"}
+    cmd = [PY, "-m", "simulators.cli", "cloud", "--port", str(port), "--data-dir", str(tmp_path)]
+
+    def start():
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        banner = [proc.stdout.readline() for _ in range(3)]
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
+                return proc, "".join(banner)
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "the cloud emulator did not come up"
+                time.sleep(0.1)
+
+    proc, banner = start()
+    try:
+        assert f"http://127.0.0.1:{port}/kardia" in banner and "from-env" in banner
+        url = f"http://127.0.0.1:{port}/kardia/v1/patients"
+        r = httpx.post(url, auth=("from-env", ""), data={"mrn": "C-1", "dob": "1990-01-01", "email": "c@example.com"})
+        assert r.status_code == 201
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(20)
+    proc, _ = start()
+    try:
+        page = httpx.get(url, auth=("from-env", "")).json()
+        assert [p["mrn"] for p in page["data"]] == ["C-1"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(20)
+
+
+def test_demo_runs_the_whole_chain_and_reports_json(tmp_path):
+    proc = subprocess.run([PY, "-m", "gateway.cli", "demo", "--duration", "40", "--speed", "20", "--json",
+                           "--data-dir", str(tmp_path)], capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    check = summary["check"]
+    assert check["bit_exact"] and check["samples_sent"] == check["samples_stored"] == 12_000
+    assert summary["emulator"]["durations_ms"] == [30_000, 10_000]  # a full recording, then the final partial one
+    assert summary["gateway"]["gaps"] == 0 and summary["gateway"]["dead_letters"] == 0
+    assert (tmp_path / "spool.db").exists() and (tmp_path / "cloud" / "kardia.db").exists()
+    assert "simulator sent" in proc.stderr  # live progress
+
+
+def test_run_refuses_an_invalid_configuration(tmp_path):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text('[spool]\npath = "s.db"\n')
+    proc = subprocess.run([PY, "-m", "gateway.cli", "run", "--config", str(cfg)], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 2
+    assert "invalid configuration" in proc.stderr and "configure at least one [[devices]]" in proc.stderr
+
+
+def test_drivers_are_listed_from_entry_points():
+    proc = subprocess.run([PY, "-m", "gateway.cli", "drivers"], capture_output=True, text=True, timeout=60)
+    assert "kardiamobile" in proc.stdout and "gateway.drivers.kardiamobile:KardiaMobileDriver" in proc.stdout
