@@ -127,3 +127,10 @@ def test_check_config_command(tmp_path, capsys, monkeypatch):
     assert gateway_main(["check-config", str(path)]) == 2
     err = capsys.readouterr().err
     assert "uplinks.kardia.api_key_env: environment variable TEST_KARDIA_KEY is not set" in err
+
+
+def test_the_example_configuration_is_valid():
+    from tests.conftest import ROOT
+
+    cfg = load(ROOT / "examples" / "gateway.toml", env={"KARDIA_API_KEY": "k"})
+    assert cfg.devices[0].driver == "kardiamobile" and cfg.spool.sync == "full"

@@ -2,25 +2,30 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import numpy as np
 import pytest
 
 from gateway.core.blocks import DeviceInfo, Gap, SampleBlock
 from gateway.drivers.kardiamobile import KardiaMobileDriver
 from gateway.protocols import kardiamobile as proto
+from tests.conftest import VECTORS
 
 DECODER_COUNTERS = {"frames", "skipped_bytes", "bad_headers", "unsupported_version", "crc_errors",
                     "truncated_frames"}
 
 
-def crc_bitwise(data: bytes) -> int:
-    """The spec's C reference, transcribed: independent of binascii."""
-    crc = 0xFFFF
-    for byte in data:
-        crc ^= byte << 8
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x1021) & 0xFFFF if crc & 0x8000 else (crc << 1) & 0xFFFF
-    return crc
+def _generator():
+    """The vector generator: its bitwise CRC is independent of the gateway's codec."""
+    path = VECTORS / "make_kardiamobile_vectors.py"
+    spec = importlib.util.spec_from_file_location("make_kardiamobile_vectors", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+crc_bitwise = _generator().crc16_ccitt_false
 
 
 def frame_fields(frame: proto.Frame) -> dict:

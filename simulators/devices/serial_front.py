@@ -36,7 +36,16 @@ class Port:
     path: str
 
     def write(self, data: bytes, stop: threading.Event) -> bool:
-        """Write all of data; False if stopped first."""
+        """Write all of data, waiting while the reader is behind; False if stopped first."""
+        view = memoryview(data)
+        while view:
+            if stop.is_set():
+                return False
+            view = view[self._write_some(view):]
+        return True
+
+    def _write_some(self, view: memoryview) -> int:
+        """Write what fits now (waiting briefly if nothing does); return how many bytes."""
         raise NotImplementedError
 
     def drain(self, timeout: float = 5.0) -> bool:
@@ -86,18 +95,12 @@ class PtyPort(Port):
                 return True
         return False
 
-    def write(self, data: bytes, stop: threading.Event) -> bool:
-        """Write all bytes, waiting while the pty buffer is full."""
-        view = memoryview(data)
-        while view:
-            if stop.is_set():
-                return False
-            try:
-                n = os.write(self.master, view)
-                view = view[n:]
-            except BlockingIOError:
-                select.select([], [self.master], [], 0.1)
-        return True
+    def _write_some(self, view: memoryview) -> int:
+        try:
+            return os.write(self.master, view)
+        except BlockingIOError:  # the pty buffer is full: the reader is behind
+            select.select([], [self.master], [], 0.1)
+            return 0
 
     def drain(self, timeout: float = 5.0) -> bool:
         """Wait until the reader has taken every byte (closing the pty would discard them)."""
@@ -131,19 +134,13 @@ class SerialPort(Port):
         self.path = path
         self._port = serial.Serial(path, baudrate, write_timeout=0.2)
 
-    def write(self, data: bytes, stop: threading.Event) -> bool:
-        """Write all bytes, retrying on write timeouts until stopped."""
+    def _write_some(self, view: memoryview) -> int:
         import serial
 
-        view = memoryview(data)
-        while view:
-            if stop.is_set():
-                return False
-            try:
-                view = view[self._port.write(view):]
-            except serial.SerialTimeoutException:
-                continue
-        return True
+        try:
+            return self._port.write(view)
+        except serial.SerialTimeoutException:  # flow control holds us back; try again
+            return 0
 
     def drain(self, timeout: float = 5.0) -> bool:
         """Wait until the UART has sent everything."""

@@ -46,6 +46,13 @@ def _page(items: list[dict], positions: list[int], total: int, has_next: bool, k
                          "hasNextPage": has_next}}
 
 
+def _found(value: dict | None, what: str) -> dict:
+    """The object, or 404 naming what was not found."""
+    if value is None:
+        raise ApiError(404, f"no such {what}")
+    return value
+
+
 def _validate_patient(fields: dict) -> dict:
     unknown = sorted(set(fields) - PATIENT_ARGS)
     if unknown:
@@ -114,15 +121,13 @@ def create_app(store: KardiaStore, api_keys: Iterable[str]) -> Starlette:
 
     async def patient(request: Request) -> JSONResponse:
         acc = account(request)
-        found = await run_in_threadpool(store.get_patient, acc, request.path_params["pid"])
-        if found is None:
-            raise ApiError(404, "no such patient")
-        return JSONResponse(found)
+        return JSONResponse(_found(await run_in_threadpool(store.get_patient, acc, request.path_params["pid"]),
+                                   "patient"))
 
     async def list_recordings(request: Request, patient_id: str | None) -> JSONResponse:
         acc = account(request)
-        if patient_id is not None and await run_in_threadpool(store.get_patient, acc, patient_id) is None:
-            raise ApiError(404, "no such patient")
+        if patient_id is not None:
+            _found(await run_in_threadpool(store.get_patient, acc, patient_id), "patient")
         lo, hi, default = kardia.RECORDINGS_LIMIT
         limit = int_param(request, "limit", lo, hi, default)
         start = request.query_params.get("start")
@@ -158,10 +163,8 @@ def create_app(store: KardiaStore, api_keys: Iterable[str]) -> Starlette:
 
     async def recording(request: Request) -> JSONResponse:
         acc = account(request)
-        found = await run_in_threadpool(store.get_recording, acc, request.path_params["rid"])
-        if found is None:
-            raise ApiError(404, "no such recording")
-        return JSONResponse(found)
+        return JSONResponse(_found(await run_in_threadpool(store.get_recording, acc, request.path_params["rid"]),
+                                   "recording"))
 
     routes: list[Route] = [
         Route("/v1/patients", patients, methods=["GET", "POST"]),
