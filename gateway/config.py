@@ -15,11 +15,16 @@
     base_url = "https://api.kardia.com"
     api_key_env = "KARDIA_API_KEY"    # or api_key = "..." (the environment is preferred)
 
+    [uplinks.hub]                     # optional: every device's summaries in one Human API style hub
+    type = "humanapi"
+    base_url = "http://127.0.0.1:8080/humanapi"
+    token_env = "HUB_TOKEN"           # or token = "..."
+
     [[devices]]
     name = "kardia-1"
     driver = "kardiamobile"
     transport = "serial:///dev/ttyACM0?baudrate=115200"
-    uplinks = ["kardia"]
+    uplinks = ["kardia", "hub"]
     patient_id = "wNSEDeLOEPQE5rznkJmwbnjpxfdst93i"
     recording_seconds = 30
 """
@@ -40,7 +45,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from gateway import drivers
 from gateway.transports import AddressError, parse_address
 
-UPLINK_TYPES = ("kardia",)
+UPLINK_TYPES = ("kardia", "humanapi")
+# The credential each uplink type takes: given literally or as <name>_env.
+CREDENTIAL = {"kardia": "api_key", "humanapi": "token"}
 SYNC_MODES = ("full", "normal")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -71,12 +78,12 @@ class UplinkConfig:
     name: str
     type: str
     base_url: str
-    api_key: str = field(repr=False, default="")
+    credential: str = field(repr=False, default="")  # the API key (kardia) or token (humanapi)
     timeout: float = 30.0
 
     def secrets(self) -> list[str]:
         """Credential values, so logs can be checked never to contain them."""
-        return [s for s in (self.api_key,) if s]
+        return [s for s in (self.credential,) if s]
 
 
 @dataclass
@@ -186,7 +193,7 @@ def parse(data: Mapping[str, Any], base_dir: Path, env: Mapping[str, str] | None
     if tz_name:
         try:
             tz = ZoneInfo(tz_name)
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a "name" too long for a file
             c.err("gateway.timezone", f"unknown time zone {tz_name!r} (use an IANA name such as Europe/Berlin)")
     log_level = c.choice(gw, "log_level", "gateway", LOG_LEVELS, "INFO")
     drain_on_stop = c.number(gw, "drain_on_stop", "gateway", 5.0, 0.0, 300.0)
@@ -206,7 +213,8 @@ def parse(data: Mapping[str, Any], base_dir: Path, env: Mapping[str, str] | None
             continue
         if not NAME_RE.match(name):
             c.err(path, "name must be letters, digits, '.', '_' or '-'")
-        c.unknown(up, {"type", "base_url", "api_key", "api_key_env", "timeout"}, path)
+        cred = CREDENTIAL.get(up.get("type"), "api_key")
+        c.unknown(up, {"type", "base_url", cred, f"{cred}_env", "timeout"}, path)
         utype = c.choice(up, "type", path, UPLINK_TYPES, UPLINK_TYPES[0]) if "type" in up else None
         if utype is None:
             c.err(f"{path}.type", f"missing (one of {', '.join(UPLINK_TYPES)})")
@@ -215,8 +223,8 @@ def parse(data: Mapping[str, Any], base_dir: Path, env: Mapping[str, str] | None
             parts = urlsplit(base_url)
             if parts.scheme not in ("http", "https") or not parts.netloc:
                 c.err(f"{path}.base_url", f"must be an http:// or https:// URL, not {base_url!r}")
-        api_key = _secret(c, up, "api_key", path, env)
-        uplinks[name] = UplinkConfig(name, utype or "", base_url or "", api_key or "",
+        secret = _secret(c, up, cred, path, env)
+        uplinks[name] = UplinkConfig(name, utype or "", base_url or "", secret or "",
                                      c.number(up, "timeout", path, 30.0, 0.1, 600.0))
 
     devices: list[DeviceConfig] = []

@@ -17,11 +17,13 @@ from gateway import drivers
 from gateway.config import Config, DeviceConfig, UplinkConfig
 from gateway.drivers.base import Driver
 from gateway.packagers.base import Packager
+from gateway.packagers.humanapi import HubEcgPackager
 from gateway.packagers.kardia import KardiaRecordingPackager
 from gateway.pipeline import DevicePipeline
 from gateway.spool import AsyncSpool
 from gateway.transports import LINK_DOWN, LinkEvent, Transport, open_transport
 from gateway.uplinks.base import Uplink
+from gateway.uplinks.humanapi import HumanApiUplink
 from gateway.uplinks.kardia import KardiaUplink
 
 log = logging.getLogger(__name__)
@@ -32,7 +34,9 @@ STOP_TIMEOUT = 10.0  # seconds a device task gets to finish its last chunk at st
 def build_uplink(cfg: UplinkConfig) -> Uplink:
     """The uplink worker for one configured uplink."""
     if cfg.type == "kardia":
-        return KardiaUplink(cfg.name, cfg.base_url, cfg.api_key, timeout=cfg.timeout)
+        return KardiaUplink(cfg.name, cfg.base_url, cfg.credential, timeout=cfg.timeout)
+    if cfg.type == "humanapi":
+        return HumanApiUplink(cfg.name, cfg.base_url, cfg.credential, timeout=cfg.timeout)
     raise ValueError(f"unknown uplink type {cfg.type!r}")
 
 
@@ -44,6 +48,8 @@ def build_packagers(device: DeviceConfig, config: Config) -> list[Packager]:
         if up.type == "kardia":
             assert device.patient_id  # config validation guarantees it
             out.append(KardiaRecordingPackager(name, device.patient_id, device.recording_seconds, config.timezone))
+        elif up.type == "humanapi":
+            out.append(HubEcgPackager(name, device.recording_seconds, config.timezone))
     return out
 
 

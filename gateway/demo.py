@@ -74,10 +74,12 @@ async def run_demo(duration: float = 60.0, speed: float = 1.0, data_dir: str | P
                                                         "email": "demo@example.com", "firstname": "Demo"})
             r.raise_for_status()
             patient_id = r.json()["id"]
+        hub_url, hub_token = server.url + "/humanapi", creds.humanapi_tokens[0]
         config = Config(
             spool=SpoolConfig(data / "spool.db"),
-            uplinks={"kardia": UplinkConfig("kardia", "kardia", kardia_url, api_key)},
-            devices=[DeviceConfig(DEVICE, "kardiamobile", f"serial://{port.path}", ["kardia"], patient_id,
+            uplinks={"kardia": UplinkConfig("kardia", "kardia", kardia_url, api_key),
+                     "hub": UplinkConfig("hub", "humanapi", hub_url, hub_token)},
+            devices=[DeviceConfig(DEVICE, "kardiamobile", f"serial://{port.path}", ["kardia", "hub"], patient_id,
                                   recording_seconds)])
         gateway = Gateway(config)
         await gateway.start()
@@ -106,6 +108,8 @@ async def run_demo(duration: float = 60.0, speed: float = 1.0, data_dir: str | P
         if out.isatty():
             out.write("\n")
         recordings = await fetch_recordings(kardia_url, api_key, patient_id)
+        async with httpx.AsyncClient(headers={"Authorization": f"Bearer {hub_token}"}) as client:
+            hub_items = (await client.get(hub_url + "/v1/human/ecg", params={"limit": 500})).json()
     finally:
         sim_stop.set()
         if gateway is not None:
@@ -133,6 +137,9 @@ async def run_demo(duration: float = 60.0, speed: float = 1.0, data_dir: str | P
         "emulator": {"patient_id": patient_id, "recordings": len(recordings),
                      "durations_ms": [r["duration"] for r in recordings],
                      "store": str(data / "cloud" / "kardia.db"), "data_dir": str(data / "cloud")},
+        "hub": {"ecg_summaries": len(hub_items), "store": str(data / "cloud" / "humanapi.db"),
+                "matches_recordings": sorted(round(h["duration"] * 1000) for h in hub_items)
+                == sorted(r["duration"] for r in recordings)},
         "check": check.as_dict(),
         "data_dir": str(data),
     }
@@ -159,13 +166,17 @@ def print_summary(s: dict[str, Any], out: TextIO = sys.stdout) -> None:
         f"uploaded {gw['uploaded']} recordings, {gw['pending']} pending, {gw['dead_letters']} dead letters",
         f"  emulator   stored {emu['recordings']} recordings ({', '.join(f'{d / 1000:g} s' for d in emu['durations_ms'])})"
         f" = {chk['samples_stored']} samples for patient {emu['patient_id']}",
+        f"  hub        {s['hub']['ecg_summaries']} ECG summaries"
+        f" ({'one per recording' if s['hub']['matches_recordings'] else 'NOT one per recording'})",
         f"  check      bit-exact: {'yes' if chk['bit_exact'] else 'NO'}; duplicates: {chk['duplicate_samples']};"
         f" missing: {chk['missing_samples']}; unmatched recordings: {chk['unmatched_recordings']}",
         "Where the data went:",
         f"  gateway spool (SQLite):   {gw['spool']}",
         f"  Kardia emulator (SQLite): {emu['store']}",
+        f"  Human API hub (SQLite):   {s['hub']['store']}",
         f"  serve it again:  wearable-sim cloud --data-dir {emu['data_dir']} --port 8080",
         f"  then:            curl -u kardia-dev-key: http://127.0.0.1:8080/kardia/v1/patients/{emu['patient_id']}/recordings",
+        "                   curl -H 'Authorization: Bearer humanapi-dev-token' http://127.0.0.1:8080/humanapi/v1/human/ecg",
     ]
     print("\n".join(lines), file=out)
 
@@ -179,4 +190,4 @@ def main(duration: float, speed: float, data_dir: str | None, rhythm: str, heart
         print(json.dumps(summary))
     else:
         print_summary(summary)
-    return 0 if summary["check"]["bit_exact"] else 1
+    return 0 if summary["check"]["bit_exact"] and summary["hub"]["matches_recordings"] else 1

@@ -98,13 +98,17 @@ def _cloud(args: argparse.Namespace) -> int:
     from simulators.cloud.app import PREFIXES, Credentials, build_app
     from simulators.cloud.server import serve
 
-    creds = Credentials.from_env(kardia_api_keys=args.kardia_api_key)
+    creds = Credentials.from_env(kardia_api_keys=args.kardia_api_key, kardia_webhook_secret=args.kardia_webhook_secret,
+                                 up_tokens=args.up_token, humanapi_tokens=args.humanapi_token)
     app = build_app(args.data_dir, creds)
     host = args.host if ":" not in args.host else f"[{args.host}]"
     print(f"wearable-sim cloud on http://{host}:{args.port}, data in {os.path.abspath(args.data_dir)}", flush=True)
     for name, prefix in PREFIXES.items():
         print(f"  {name:8} http://{host}:{args.port}{prefix}", flush=True)
-    print(f"  Kardia API key(s): {', '.join(creds.kardia_api_keys)}  (HTTP Basic user, empty password)", flush=True)
+    print(f"  Kardia API key(s): {', '.join(creds.kardia_api_keys)}  (HTTP Basic user, empty password);"
+          f" webhook secret: {creds.kardia_webhook_secret}", flush=True)
+    print(f"  UP token(s): {', '.join(creds.up_tokens)}  (Bearer)", flush=True)
+    print(f"  Human API token(s): {', '.join(creds.humanapi_tokens)}  (Bearer)", flush=True)
     try:
         serve(app, args.host, args.port)
     except OSError as exc:
@@ -169,6 +173,12 @@ def build_parser() -> argparse.ArgumentParser:
     cloud.add_argument("--data-dir", required=True, help="where the emulators keep their SQLite stores")
     cloud.add_argument("--kardia-api-key", action="append",
                        help="an accepted Kardia API key, one account each (repeatable; env WEARABLE_SIM_KARDIA_API_KEY)")
+    cloud.add_argument("--kardia-webhook-secret", help="HMAC secret of webhook signatures"
+                                                       " (env WEARABLE_SIM_KARDIA_WEBHOOK_SECRET)")
+    cloud.add_argument("--up-token", action="append",
+                       help="TOKEN[:USER_XID[:CLIENT_ID]], an accepted UP Bearer token (repeatable; env WEARABLE_SIM_UP_TOKEN)")
+    cloud.add_argument("--humanapi-token", action="append",
+                       help="TOKEN[:HUMAN_ID], an accepted hub Bearer token (repeatable; env WEARABLE_SIM_HUMANAPI_TOKEN)")
     cloud.set_defaults(func=_cloud)
     return parser
 

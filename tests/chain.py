@@ -88,10 +88,20 @@ def wait_for(predicate, timeout: float, what: str) -> None:
         time.sleep(0.05)
 
 
+HUB_TOKEN = "chain-hub-token"
+
+
 def config_toml(spool: Path, kardia_url: str, patient: str, port_path: str, recording_seconds: float,
-                journal_interval: float = 1.0) -> str:
-    """A gateway configuration for one KardiaMobile on a pty."""
-    return f"""
+                journal_interval: float = 1.0, hub_url: str | None = None) -> str:
+    """A gateway configuration for one KardiaMobile on a pty (and the hub, if given)."""
+    hub = f"""
+[uplinks.hub]
+type = "humanapi"
+base_url = "{hub_url}"
+token = "{HUB_TOKEN}"
+""" if hub_url else ""
+    uplinks = '["kardia", "hub"]' if hub_url else '["kardia"]'
+    return hub + f"""
 [gateway]
 log_level = "INFO"
 drain_on_stop = 15
@@ -109,7 +119,7 @@ api_key_env = "CHAIN_KARDIA_KEY"
 name = "kardia-1"
 driver = "kardiamobile"
 transport = "serial://{port_path}"
-uplinks = ["kardia"]
+uplinks = {uplinks}
 patient_id = "{patient}"
 recording_seconds = {recording_seconds}
 """

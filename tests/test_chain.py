@@ -28,18 +28,20 @@ from simulators.cloud.app import Credentials, build_app
 from simulators.cloud.server import BackgroundServer
 from simulators.devices.faults import FaultInjector
 from simulators.reconcile import reconcile
-from tests.chain import API_KEY, config_toml, create_patient, recordings, start_simulator, wait_for
+from tests.chain import API_KEY, HUB_TOKEN, config_toml, create_patient, recordings, start_simulator, wait_for
 
 pytestmark = pytest.mark.slow
 
 
-async def _run_in_process(tmp_path, sim, recording_seconds: float):
+async def _run_in_process(tmp_path, sim, recording_seconds: float, hub: list | None = None):
     """Run the gateway in this process until the simulator is done and everything is uploaded."""
-    with BackgroundServer(build_app(tmp_path / "cloud", Credentials([API_KEY]))) as server:
+    creds = Credentials([API_KEY], humanapi_tokens=[HUB_TOKEN])
+    with BackgroundServer(build_app(tmp_path / "cloud", creds)) as server:
         url = server.url + "/kardia"
         patient = create_patient(url)
         cfg_path = tmp_path / "gateway.toml"
-        cfg_path.write_text(config_toml(tmp_path / "spool.db", url, patient, sim.port.path, recording_seconds))
+        cfg_path.write_text(config_toml(tmp_path / "spool.db", url, patient, sim.port.path, recording_seconds,
+                                        hub_url=server.url + "/humanapi" if hub is not None else None))
         gateway = Gateway(load(cfg_path, env={"CHAIN_KARDIA_KEY": API_KEY}))
         await gateway.start()
         runner = gateway.devices[0]
@@ -52,13 +54,17 @@ async def _run_in_process(tmp_path, sim, recording_seconds: float):
         counters = dict(runner.driver.counters)
         await gateway.stop(drain_timeout=60)
         recs = await fetch_recordings(url, API_KEY, patient)
+        if hub is not None:
+            async with httpx.AsyncClient(headers={"Authorization": f"Bearer {HUB_TOKEN}"}) as c:
+                hub += (await c.get(server.url + "/humanapi/v1/human/ecg", params={"limit": 500})).json()[::-1]
     sim.port.close()
     return recs, counters, patient
 
 
 async def test_five_minutes_arrive_bit_exact_once_in_order(tmp_path):
     sim = start_simulator(duration=300, speed=None, seed=11, start=False)
-    recs, counters, patient = await _run_in_process(tmp_path, sim, recording_seconds=30)
+    hub: list[dict] = []
+    recs, counters, patient = await _run_in_process(tmp_path, sim, recording_seconds=30, hub=hub)
     sent = sim.sent
     assert len(sent) == 300 * 300
     check = reconcile(sent, [np.array(r["data"]["raw"]["samples"]["leadI"]) for r in recs])
@@ -72,8 +78,16 @@ async def test_five_minutes_arrive_bit_exact_once_in_order(tmp_path):
     # Streamed flat out, the device's time is compressed: recordedAt is checked in real time below.
     assert all(datetime.fromisoformat(r["recordedAt"]).tzinfo is not None for r in recs)
     assert counters["samples"] == 90_000 and not counters.get("crc_errors") and not counters.get("gaps")
+    # The same gateway fed the hub: one ECG summary per recording, the same instant, keyed by its samples.
+    hub.sort(key=lambda h: int(h["sourceId"].rsplit("/", 1)[1].split("-")[0]))  # streamed flat out, device time
+    assert [h["sourceId"] for h in hub] == [f"KM1-TEST0001/5eed000b/leadI/{9000 * i}-{9000 * (i + 1)}"
+                                           for i in range(10)]
+    assert [(h["duration"], h["sampleRate"], h["source"]) for h in hub] == [(30.0, 300, "kardiamobile")] * 10
+    assert [datetime.fromisoformat(h["timestamp"].replace("Z", "+00:00")) for h in hub] == [
+        datetime.fromisoformat(r["recordedAt"]) for r in recs]
     spool = Spool(tmp_path / "spool.db")
     stats = spool.stats()
+    assert stats["uplinks"]["hub"]["acked"] == 10 and stats["uplinks"]["hub"]["pending"] == 0
     assert stats["uplinks"]["kardia"]["pending"] == 0 and stats["uplinks"]["kardia"]["acked"] == 10
     assert stats["dead_letters"] == 0 and stats["gaps"] == 0 and stats["journal_samples"] == 0
     spool.close()

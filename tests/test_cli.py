@@ -66,39 +66,61 @@ def test_device_simulator_refuses_bad_arguments(args, message):
     assert proc.returncode == 2 and message in proc.stderr, proc.stderr
 
 
-def test_cloud_command_serves_prints_credentials_and_keeps_data_across_restarts(tmp_path):
+def test_cloud_command_serves_every_emulator_and_keeps_their_data_across_restarts(tmp_path):
     port = free_port()
-    env = {**os.environ, "WEARABLE_SIM_KARDIA_API_KEY": "from-env"}
+    env = {**os.environ, "WEARABLE_SIM_KARDIA_API_KEY": "from-env", "WEARABLE_SIM_UP_TOKEN": "up-env",
+           "WEARABLE_SIM_HUMANAPI_TOKEN": "hub-env"}
     cmd = [PY, "-m", "simulators.cli", "cloud", "--port", str(port), "--data-dir", str(tmp_path)]
+    base = f"http://127.0.0.1:{port}"
 
     def start():
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        banner = [proc.stdout.readline() for _ in range(3)]
+        banner = ""
+        while "Human API token" not in banner:
+            line = proc.stdout.readline()
+            assert line, f"the cloud emulator exited early:\n{banner}"
+            banner += line
         deadline = time.monotonic() + 20
         while True:
             try:
-                httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
-                return proc, "".join(banner)
+                httpx.get(base + "/", timeout=1)
+                return proc, banner
             except httpx.TransportError:
                 assert time.monotonic() < deadline, "the cloud emulator did not come up"
                 time.sleep(0.1)
 
+    def stop(proc):
+        proc.send_signal(signal.SIGTERM)
+        # uvicorn shuts down gracefully, then re-raises the signal so the exit status reports it.
+        assert proc.wait(20) in (0, -signal.SIGTERM)
+
     proc, banner = start()
     try:
-        assert f"http://127.0.0.1:{port}/kardia" in banner and "from-env" in banner
-        url = f"http://127.0.0.1:{port}/kardia/v1/patients"
-        r = httpx.post(url, auth=("from-env", ""), data={"mrn": "C-1", "dob": "1990-01-01", "email": "c@example.com"})
+        for prefix in ("/kardia", "/up", "/humanapi"):
+            assert base + prefix in banner
+        assert "from-env" in banner and "up-env" in banner and "hub-env" in banner
+        r = httpx.post(base + "/kardia/v1/patients", auth=("from-env", ""),
+                       data={"mrn": "C-1", "dob": "1990-01-01", "email": "c@example.com"})
         assert r.status_code == 201
+        r = httpx.post(base + "/up/nudge/api/v.1.0/users/@me/cardiac_events", headers={"Authorization": "Bearer up-env"},
+                       data={"title": "check", "heart_rate": "72", "time_created": "1700000000"})
+        assert r.status_code == 201
+        xid = r.json()["data"]["xid"]
+        r = httpx.post(base + "/humanapi/v1/human/heart_rate", headers={"Authorization": "Bearer hub-env"},
+                       json={"timestamp": "2026-11-23T10:00:00+01:00", "source": "test", "value": 61})
+        assert r.status_code == 201
+        hub_id = r.json()["id"]
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(20)
+        stop(proc)
     proc, _ = start()
     try:
-        page = httpx.get(url, auth=("from-env", "")).json()
-        assert [p["mrn"] for p in page["data"]] == ["C-1"]
+        assert [p["mrn"] for p in httpx.get(base + "/kardia/v1/patients", auth=("from-env", "")).json()["data"]] == ["C-1"]
+        r = httpx.get(f"{base}/up/nudge/api/cardiac_events/{xid}", headers={"Authorization": "Bearer up-env"})
+        assert r.json()["data"]["heart_rate"] == 72
+        r = httpx.get(f"{base}/humanapi/v1/human/heart_rate/{hub_id}", headers={"Authorization": "Bearer hub-env"})
+        assert r.json()["value"] == 61
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(20)
+        stop(proc)
 
 
 def test_demo_runs_the_whole_chain_and_reports_json(tmp_path):
@@ -110,6 +132,7 @@ def test_demo_runs_the_whole_chain_and_reports_json(tmp_path):
     assert check["bit_exact"] and check["samples_sent"] == check["samples_stored"] == 12_000
     assert summary["emulator"]["durations_ms"] == [30_000, 10_000]  # a full recording, then the final partial one
     assert summary["gateway"]["gaps"] == 0 and summary["gateway"]["dead_letters"] == 0
+    assert summary["hub"] == {**summary["hub"], "ecg_summaries": 2, "matches_recordings": True}
     assert (tmp_path / "spool.db").exists() and (tmp_path / "cloud" / "kardia.db").exists()
     assert "simulator sent" in proc.stderr  # live progress
 

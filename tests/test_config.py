@@ -43,7 +43,7 @@ def test_a_valid_file_loads_with_paths_secrets_and_defaults(tmp_path):
     cfg = load(write(tmp_path, VALID), env={"TEST_KARDIA_KEY": "s3cret"})
     assert cfg.spool.path == (tmp_path / "state" / "spool.db").resolve()
     assert (cfg.spool.sync, cfg.spool.journal_interval) == ("normal", 0.5)
-    assert cfg.uplinks["kardia"].api_key == "s3cret" and cfg.uplinks["kardia"].secrets() == ["s3cret"]
+    assert cfg.uplinks["kardia"].credential == "s3cret" and cfg.uplinks["kardia"].secrets() == ["s3cret"]
     assert "s3cret" not in repr(cfg.uplinks["kardia"])
     (dev,) = cfg.devices
     assert (dev.name, dev.transport, dev.recording_seconds, dev.patient_id) == (
@@ -132,5 +132,20 @@ def test_check_config_command(tmp_path, capsys, monkeypatch):
 def test_the_example_configuration_is_valid():
     from tests.conftest import ROOT
 
-    cfg = load(ROOT / "examples" / "gateway.toml", env={"KARDIA_API_KEY": "k"})
+    cfg = load(ROOT / "examples" / "gateway.toml", env={"KARDIA_API_KEY": "k", "HUB_TOKEN": "t"})
     assert cfg.devices[0].driver == "kardiamobile" and cfg.spool.sync == "full"
+
+
+def test_each_uplink_type_takes_its_own_credential(tmp_path):
+    hub = VALID.replace('uplinks = ["kardia"]', 'uplinks = ["kardia", "hub"]') + """
+[uplinks.hub]
+type = "humanapi"
+base_url = "http://127.0.0.1:8080/humanapi"
+token_env = "TEST_HUB_TOKEN"
+"""
+    cfg = load(write(tmp_path, hub), env={"TEST_KARDIA_KEY": "k", "TEST_HUB_TOKEN": "t0ken"})
+    assert cfg.uplinks["hub"].credential == "t0ken" and cfg.devices[0].uplinks == ["kardia", "hub"]
+    wrong = hub.replace('token_env = "TEST_HUB_TOKEN"', 'api_key = "k"')
+    with pytest.raises(ConfigError) as err:
+        load(write(tmp_path, wrong), env={"TEST_KARDIA_KEY": "k"})
+    assert "uplinks.hub.api_key: unknown key" in str(err.value) and "uplinks.hub.token: missing" in str(err.value)

@@ -64,6 +64,12 @@ def basic_user(request: Request) -> str | None:
     return user if sep else None
 
 
+def bearer_token(request: Request) -> str | None:
+    """The token of an `Authorization: Bearer` header, or None."""
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    return value.strip() or None if scheme.lower() == "bearer" else None
+
+
 async def read_body(request: Request) -> bytes:
     """The request body, refusing bodies over MAX_BODY with 413."""
     declared = request.headers.get("content-length")

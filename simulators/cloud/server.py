@@ -28,7 +28,8 @@ class BackgroundServer:
         self._sock = bind(host, port)
         self.host, self.port = self._sock.getsockname()[:2]
         self.url = f"http://{host}:{self.port}"
-        self._server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+        # "auto": apps without a lifespan (a bare ASGI callable in a test) are served too.
+        self._server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="auto"))
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]},
                                         name="emulator", daemon=True)
 

@@ -1,0 +1,1 @@
+"""Signal analysis shared by the gateway's packagers and the cloud emulators."""

@@ -1,0 +1,40 @@
+"""Human API hub uplink: POST /v1/human/<type> with a Bearer token and the package's key."""
+
+from __future__ import annotations
+
+import httpx
+
+from gateway.spool import StoredPackage
+from gateway.uplinks.base import RetryPolicy, Uplink
+from gateway.vendors import humanapi
+
+
+class _Bearer(httpx.Auth):
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    def auth_flow(self, request: httpx.Request):
+        request.headers["Authorization"] = f"Bearer {self.token}"
+        yield request
+
+
+class HumanApiUplink(Uplink):
+    """Delivers measurements of every device to a Human API style hub."""
+
+    def __init__(self, name: str, base_url: str, token: str, timeout: float = 30.0,
+                 policy: RetryPolicy | None = None) -> None:
+        super().__init__(name, base_url, timeout, policy)
+        self.auth = _Bearer(token)
+
+    def build_request(self, client: httpx.AsyncClient, package: StoredPackage) -> httpx.Request:
+        """POST to the type named by the package kind (humanapi.<type>)."""
+        kind = package.kind.split(".", 1)[1]
+        if kind not in humanapi.TYPES:
+            raise ValueError(f"package kind {package.kind!r} is not a hub type")
+        return client.build_request("POST", f"{self.base_url}/v1/human/{kind}", content=package.body,
+                                    headers={"Content-Type": package.content_type, "Accept": "application/json",
+                                             humanapi.IDEMPOTENCY_HEADER: package.key})
+
+    def is_replay(self, response: httpx.Response) -> bool:
+        """The hub says so with Idempotent-Replayed: true."""
+        return response.headers.get("Idempotent-Replayed", "").lower() == "true"
