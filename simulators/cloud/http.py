@@ -133,8 +133,8 @@ def decode_cursor(text: str, kind: str, param: str = "start") -> int:
         raise ApiError(400, f"{param} is not a valid cursor for this list") from None
 
 
-def int_param(request: Request, name: str, lo: int, hi: int, default: int) -> int:
-    """An integer query parameter within [lo, hi]; 400 with the allowed range otherwise."""
+def int_param(request: Request, name: str, lo: int, hi: int, default: int | None) -> int | None:
+    """An integer query parameter within [lo, hi] (default when absent); 400 with the allowed range otherwise."""
     text = request.query_params.get(name)
     if text is None:
         return default

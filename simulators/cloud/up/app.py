@@ -45,7 +45,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from gateway.vendors import up
-from simulators.cloud.http import ApiError, bearer_token, form_or_json
+from simulators.cloud.http import ApiError, bearer_token, form_or_json, int_param
 from simulators.cloud.up.store import KeyConflict, UpStore
 
 DEFAULT_TOKEN = "up-dev-token"
@@ -87,16 +87,7 @@ def create_app(store: UpStore, tokens: Iterable[str]) -> Starlette:
         return users[token]
 
     def int_query(request: Request, name: str, lo: int = 0, hi: int = 2**62) -> int | None:
-        text = request.query_params.get(name)
-        if text is None:
-            return None
-        try:
-            value = int(text)
-        except ValueError:
-            raise ApiError(400, f"{name} must be an integer") from None
-        if not lo <= value <= hi:
-            raise ApiError(400, f"{name} must be between {lo} and {hi}")
-        return value
+        return int_param(request, name, lo, hi, None)
 
     async def events(request: Request) -> JSONResponse:
         user, client = who(request)
