@@ -1,7 +1,7 @@
 """The gateway's TOML configuration: devices, uplinks, spool. Every invalid entry is reported.
 
     [gateway]
-    timezone = "Europe/Berlin"        # optional; recordedAt offsets (default: the system's zone)
+    timezone = "Europe/Berlin"        # optional; the UTC offset of recordedAt and other times (default: UTC)
     log_level = "INFO"
     drain_on_stop = 5.0               # on SIGTERM, seconds the uplinks get to deliver the last packages
 

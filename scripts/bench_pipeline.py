@@ -121,7 +121,7 @@ def main() -> int:
         return 0
     print(f"{args.minutes:g} min of 300 Hz ECG = {samples} samples, {len(data)} bytes of frames; one CPU ({cpu});"
           f" spool in {directory}")
-    print(f"| stage | input chunks | spool sync | samples/s | x real time (one device) | commits | packages |")
+    print("| stage | input chunks | spool sync | samples/s | x real time (one device) | commits | packages |")
     print("|---|---|---|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r['stage']} | {r['chunk']} | {r['sync']} | {r['samples_per_s']:,.0f} | {r['x_realtime']:,.0f} |"

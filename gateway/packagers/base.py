@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from datetime import tzinfo
 
 import numpy as np
 
@@ -35,3 +36,23 @@ class Packager(ABC):
     def package(self, info: DeviceInfo, stream: StreamId, first: int, samples: np.ndarray,
                 start_time: float) -> Package:
         """One package of `samples` (counters first..), whose first sample was taken at `start_time`."""
+
+
+class TimedPackager(Packager):
+    """A packager whose windows are a fixed number of seconds of one channel."""
+
+    def __init__(self, uplink: str, recording_seconds: float, tz: tzinfo | None = None) -> None:
+        super().__init__(uplink)
+        if recording_seconds <= 0:
+            raise ValueError("recording_seconds must be positive")
+        self.recording_seconds = recording_seconds
+        self.tz = tz  # the UTC offset written in the bodies' times (UTC when None)
+
+    def window(self, info: DeviceInfo, channel: str) -> int:
+        """recording_seconds of samples at the channel's rate."""
+        return max(1, round(self.recording_seconds * info.channels[channel].sampling_frequency))
+
+    def _package(self, stream: StreamId, first: int, n: int, start_time: float, body: bytes) -> Package:
+        end = first + n
+        return Package(self.uplink, idempotency_key(stream, first, end), self.kind, stream.key, first, end,
+                       start_time, "application/json", body)

@@ -7,44 +7,37 @@ idempotency key, so a summary names the exact samples it describes.
 
 from __future__ import annotations
 
-from datetime import datetime, tzinfo
+from datetime import tzinfo
 
 import numpy as np
 
 from gateway.core.blocks import DeviceInfo, StreamId
-from gateway.packagers.base import Packager, idempotency_key
+from gateway.core.timefmt import iso_with_offset
+from gateway.packagers.base import TimedPackager, idempotency_key
 from gateway.spool import Package
 from gateway.vendors import humanapi
 
 ECG_CHANNELS = ("leadI",)
 
 
-class HubEcgPackager(Packager):
+class HubEcgPackager(TimedPackager):
     """ECG summaries for the hub, one per recording window."""
 
     kind = "humanapi.ecg"
 
     def __init__(self, uplink: str, recording_seconds: float = 30.0, tz: tzinfo | None = None) -> None:
-        super().__init__(uplink)
-        self.recording_seconds = recording_seconds
-        self.tz = tz
+        super().__init__(uplink, recording_seconds, tz)
 
     def channels(self, info: DeviceInfo) -> tuple[str, ...]:
         """The ECG channels the device has."""
         return tuple(c for c in ECG_CHANNELS if c in info.channels)
 
-    def window(self, info: DeviceInfo, channel: str) -> int:
-        """recording_seconds of samples."""
-        return max(1, round(self.recording_seconds * info.channels[channel].sampling_frequency))
-
     def package(self, info: DeviceInfo, stream: StreamId, first: int, samples: np.ndarray,
                 start_time: float) -> Package:
         """One `ecg` measurement describing these samples."""
         fs = info.channels[stream.channel].sampling_frequency
-        end = first + len(samples)
-        key = idempotency_key(stream, first, end)
-        when = datetime.fromtimestamp(start_time, self.tz).astimezone(self.tz)
-        body = humanapi.measurement_body("ecg", when.isoformat(timespec="milliseconds"), info.model, key,
+        body = humanapi.measurement_body("ecg", iso_with_offset(start_time, self.tz), info.model,
+                                         idempotency_key(stream, first, first + len(samples)),
                                          duration=round(len(samples) / fs, 3), sampleRate=fs, leadCount=1,
                                          determination="no_analysis")
-        return Package(self.uplink, key, self.kind, stream.key, first, end, start_time, "application/json", body)
+        return self._package(stream, first, len(samples), start_time, body)

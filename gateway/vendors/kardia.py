@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime, timezone, tzinfo
+from datetime import datetime
 from typing import Any
 
 import numpy as np
+
+from gateway.core.timefmt import iso_with_offset
 
 # Field names (the document's object tables).
 PATIENT_ID = "patientID"
@@ -49,9 +51,7 @@ class KardiaValidationError(ValueError):
     """A recording object that breaks the vendor's rules; the message names the field."""
 
 
-def format_time(unix_s: float, tz: tzinfo | None = None) -> str:
-    """ISO 8601 with milliseconds and a UTC offset, e.g. 2026-11-23T10:00:00.123+01:00."""
-    return datetime.fromtimestamp(unix_s, tz or timezone.utc).isoformat(timespec="milliseconds")
+format_time = iso_with_offset  # recordedAt: ISO 8601 with milliseconds and a UTC offset
 
 
 def parse_time(text: Any, field: str = RECORDED_AT) -> datetime:
