@@ -25,6 +25,7 @@ from enum import Enum
 import httpx
 
 from gateway.spool import AsyncSpool, StoredPackage
+from gateway.vendors.extensions import REPLAYED_HEADER
 
 log = logging.getLogger(__name__)
 
@@ -97,8 +98,8 @@ class Uplink(ABC):
         """The vendor request that delivers the package."""
 
     def is_replay(self, response: httpx.Response) -> bool:
-        """True when the receiver says it had this package already."""
-        return False
+        """True when the receiver says it had this package already (Idempotent-Replayed: true)."""
+        return response.headers.get(REPLAYED_HEADER, "").lower() == "true"
 
     def wake(self) -> None:
         """New packages are in the spool."""

@@ -7,6 +7,7 @@ import httpx
 from gateway.spool import StoredPackage
 from gateway.uplinks.base import RetryPolicy, Uplink
 from gateway.vendors import humanapi
+from gateway.vendors.extensions import IDEMPOTENCY_HEADER
 
 
 class _Bearer(httpx.Auth):
@@ -33,8 +34,4 @@ class HumanApiUplink(Uplink):
             raise ValueError(f"package kind {package.kind!r} is not a hub type")
         return client.build_request("POST", f"{self.base_url}/v1/human/{kind}", content=package.body,
                                     headers={"Content-Type": package.content_type, "Accept": "application/json",
-                                             humanapi.IDEMPOTENCY_HEADER: package.key})
-
-    def is_replay(self, response: httpx.Response) -> bool:
-        """The hub says so with Idempotent-Replayed: true."""
-        return response.headers.get("Idempotent-Replayed", "").lower() == "true"
+                                             IDEMPOTENCY_HEADER: package.key})

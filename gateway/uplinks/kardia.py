@@ -7,6 +7,7 @@ import httpx
 from gateway.spool import StoredPackage
 from gateway.uplinks.base import RetryPolicy, Uplink
 from gateway.vendors import kardia
+from gateway.vendors.extensions import IDEMPOTENCY_HEADER
 
 
 class KardiaUplink(Uplink):
@@ -21,8 +22,4 @@ class KardiaUplink(Uplink):
         """POST the recording with its idempotency key."""
         return client.build_request(
             "POST", self.base_url + kardia.RECORDINGS_PATH, content=package.body,
-            headers={"Content-Type": package.content_type, kardia.IDEMPOTENCY_HEADER: package.key})
-
-    def is_replay(self, response: httpx.Response) -> bool:
-        """The emulator says so with Idempotent-Replayed: true."""
-        return response.headers.get(kardia.REPLAYED_HEADER, "").lower() == "true"
+            headers={"Content-Type": package.content_type, IDEMPOTENCY_HEADER: package.key})

@@ -27,7 +27,6 @@ FIELDS: dict[str, dict[str, tuple[type, float, float, bool]]] = {
             "leadCount": (int, 1, 12, False), "heartRate": (int, 1, 399, False), "determination": (str, 0, 40, False)},
 }
 UNITS = {"heart_rate": "bpm", "blood_pressure": "mmHg"}
-IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 
 class HumanApiValidationError(ValueError):

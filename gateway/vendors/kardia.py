@@ -41,8 +41,6 @@ MAINS_FREQUENCIES = (50, 60)
 PATIENTS_LIMIT = (1, 500, 100)  # min, max, default
 RECORDINGS_LIMIT = (1, 50, 10)
 RECORDINGS_PATH = "/v1/recordings"
-IDEMPOTENCY_HEADER = "Idempotency-Key"
-REPLAYED_HEADER = "Idempotent-Replayed"
 MAX_SAMPLES = 1_000 * 600  # ten minutes at 1 kHz: far beyond any KardiaMobile strip
 INT32 = (-(2**31), 2**31 - 1)
 

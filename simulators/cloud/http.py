@@ -12,6 +12,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from gateway.vendors.extensions import IDEMPOTENCY_HEADER, MAX_KEY_LENGTH, REPLAYED_HEADER
+
 MAX_BODY = 16 * 1024 * 1024
 
 
@@ -131,6 +133,22 @@ def decode_cursor(text: str, kind: str, param: str = "start") -> int:
         return int(pos)
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise ApiError(400, f"{param} is not a valid cursor for this list") from None
+
+
+def idempotency_key(request: Request) -> str | None:
+    """The request's Idempotency-Key, if any; 400 unless it is 1-255 printable characters."""
+    key = request.headers.get(IDEMPOTENCY_HEADER)
+    if key is not None and not (0 < len(key) <= MAX_KEY_LENGTH and key.isprintable()):
+        raise ApiError(400, f"{IDEMPOTENCY_HEADER} must be 1-{MAX_KEY_LENGTH} printable characters")
+    return key
+
+
+def key_reused(key: str | None) -> ApiError:
+    """The 422 for an idempotency key that comes back with another body."""
+    return ApiError(422, f"{IDEMPOTENCY_HEADER} {key!r} was already used with a different body")
+
+
+REPLAYED = {REPLAYED_HEADER: "true"}  # the header of an answer to a replay
 
 
 def int_param(request: Request, name: str, lo: int, hi: int, default: int | None) -> int | None:

@@ -41,7 +41,8 @@ from starlette.routing import Route
 
 from gateway.vendors import humanapi
 from gateway.vendors.humanapi import HumanApiValidationError
-from simulators.cloud.http import EXCEPTION_HANDLERS, ApiError, bearer_token, int_param, json_body
+from simulators.cloud.http import (EXCEPTION_HANDLERS, REPLAYED, ApiError, bearer_token, idempotency_key, int_param,
+                                   json_body, key_reused)
 from simulators.cloud.humanapi.store import HubStore, KeyConflict
 
 DEFAULT_TOKEN = "humanapi-dev-token"
@@ -142,9 +143,7 @@ def create_app(store: HubStore, tokens: Iterable[str]) -> Starlette:
 
     async def ingest(request: Request) -> JSONResponse:
         who, kind = human(request), kind_of(request)
-        key = request.headers.get(humanapi.IDEMPOTENCY_HEADER)
-        if key is not None and not (0 < len(key) <= 255 and key.isprintable()):
-            raise ApiError(400, f"{humanapi.IDEMPOTENCY_HEADER} must be 1-255 printable characters")
+        key = idempotency_key(request)
         obj, raw = await json_body(request)
         try:
             m = humanapi.parse_measurement(kind, obj)
@@ -153,10 +152,10 @@ def create_app(store: HubStore, tokens: Iterable[str]) -> Starlette:
         try:
             found, created = await run_in_threadpool(store.ingest, who, kind, m, key, hashlib.sha256(raw).hexdigest())
         except KeyConflict:
-            raise ApiError(422, f"{humanapi.IDEMPOTENCY_HEADER} {key!r} was already used with a different body") from None
+            raise key_reused(key) from None
         headers = {"Location": f"{request.scope.get('root_path', '')}/v1/human/{kind}/{found['id']}"}
         if not created:
-            headers["Idempotent-Replayed"] = "true"
+            headers.update(REPLAYED)
         return JSONResponse(found, status_code=201 if created else 200, headers=headers)
 
     async def summary(request: Request) -> JSONResponse:

@@ -37,8 +37,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from gateway.vendors import kardia
-from simulators.cloud.http import (EXCEPTION_HANDLERS, ApiError, basic_user, decode_cursor, encode_cursor,
-                                   form_or_json, int_param, json_body)
+from simulators.cloud.http import (EXCEPTION_HANDLERS, REPLAYED, ApiError, basic_user, decode_cursor,
+                                   encode_cursor, form_or_json, idempotency_key, int_param, json_body, key_reused)
 from simulators.cloud.kardia import pdf
 from simulators.cloud.kardia.countries import ISO_3166_ALPHA2
 from simulators.cloud.kardia.store import Conflict, IdempotencyConflict, KardiaStore, account_of
@@ -51,7 +51,6 @@ SEXES = (0, 1, 2, 9)  # ISO/IEC 5218: not known, male, female, not applicable
 PATIENT_ARGS = {"mrn", "email", "dob", "firstname", "lastname", "sex"}
 USER_ARGS = {"email", "password", "countryCode", "patientId"}
 MIN_PASSWORD = 8
-MAX_KEY = 255
 DEFAULT_WEBHOOK_SECRET = "kardia-dev-webhook-secret"
 
 
@@ -209,9 +208,7 @@ def create_app(store: KardiaStore, api_keys: Iterable[str], webhooks: WebhookDel
         if request.method == "GET":
             return await list_recordings(request, None)
         acc = account(request)
-        key = request.headers.get(kardia.IDEMPOTENCY_HEADER)
-        if key is not None and not (0 < len(key) <= MAX_KEY and key.isprintable()):
-            raise ApiError(400, f"{kardia.IDEMPOTENCY_HEADER} must be 1-{MAX_KEY} printable characters")
+        key = idempotency_key(request)
         obj, raw = await json_body(request)
         try:
             rec = kardia.parse_recording(obj)
@@ -222,11 +219,11 @@ def create_app(store: KardiaStore, api_keys: Iterable[str], webhooks: WebhookDel
         try:
             found, created = await run_in_threadpool(store.ingest, acc, rec, key, hashlib.sha256(raw).hexdigest())
         except IdempotencyConflict:
-            raise ApiError(422, f"{kardia.IDEMPOTENCY_HEADER} {key!r} was already used with a different body") from None
+            raise key_reused(key) from None
         wake()
         headers = {"Location": f"{request.scope.get('root_path', '')}/v1/recordings/{found['id']}"}
         if not created:
-            headers[kardia.REPLAYED_HEADER] = "true"
+            headers.update(REPLAYED)
         return JSONResponse(found, status_code=201 if created else 200, headers=headers)
 
     async def recording(request: Request) -> JSONResponse:

@@ -45,7 +45,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from gateway.vendors import up
-from simulators.cloud.http import ApiError, bearer_token, form_or_json, int_param
+from gateway.vendors.extensions import IDEMPOTENCY_HEADER
+from simulators.cloud.http import REPLAYED, ApiError, bearer_token, form_or_json, int_param, key_reused
 from simulators.cloud.up.store import KeyConflict, UpStore
 
 DEFAULT_TOKEN = "up-dev-token"
@@ -127,7 +128,7 @@ def create_app(store: UpStore, tokens: Iterable[str]) -> Starlette:
         return _answer(user, 200, "OK", data)
 
     async def create(request: Request, user: str, client: str) -> JSONResponse:
-        key = request.headers.get("idempotency-key")
+        key = request.headers.get(IDEMPOTENCY_HEADER)
         fields = await form_or_json(request)
         try:
             event = up.parse_event(fields)
@@ -138,10 +139,10 @@ def create_app(store: UpStore, tokens: Iterable[str]) -> Starlette:
         try:
             found, created = await run_in_threadpool(store.create, user, client, event, key, digest)
         except KeyConflict:
-            raise ApiError(422, f"Idempotency-Key {key!r} was already used with a different body") from None
+            raise key_reused(key) from None
         if created:
             return _answer(user, 201, "Created", found)
-        return _answer(user, 200, "OK", found, headers={"Idempotent-Replayed": "true"})
+        return _answer(user, 200, "OK", found, headers=REPLAYED)
 
     async def event(request: Request) -> JSONResponse:
         user, client = who(request)
