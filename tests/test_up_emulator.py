@@ -157,3 +157,7 @@ def test_idempotent_create(base):
         clash = c.post(f"{V}/users/@me/cardiac_events", data={"heart_rate": "65"}, headers=headers)
         assert clash.status_code == 422 and clash.json()["meta"]["code"] == 422
         assert c.get(f"{V}/users/@me/cardiac_events").json()["data"]["size"] == 1
+        for bad in ("k" * 256, "tab\there"):  # the same key rules as every emulator
+            r = c.post(f"{V}/users/@me/cardiac_events", data={"heart_rate": "64"}, headers={"Idempotency-Key": bad})
+            assert r.status_code == 400 and "1-255 printable characters" in r.json()["meta"]["message"]
+        assert c.get(f"{V}/users/@me/cardiac_events").json()["data"]["size"] == 1

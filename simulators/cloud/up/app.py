@@ -45,8 +45,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from gateway.vendors import up
-from gateway.vendors.extensions import IDEMPOTENCY_HEADER
-from simulators.cloud.http import REPLAYED, ApiError, bearer_token, form_or_json, int_param, key_reused
+from simulators.cloud.http import REPLAYED, ApiError, bearer_token, form_or_json, idempotency_key, int_param, key_reused
 from simulators.cloud.up.store import KeyConflict, UpStore
 
 DEFAULT_TOKEN = "up-dev-token"
@@ -128,7 +127,7 @@ def create_app(store: UpStore, tokens: Iterable[str]) -> Starlette:
         return _answer(user, 200, "OK", data)
 
     async def create(request: Request, user: str, client: str) -> JSONResponse:
-        key = request.headers.get(IDEMPOTENCY_HEADER)
+        key = idempotency_key(request)
         fields = await form_or_json(request)
         try:
             event = up.parse_event(fields)
