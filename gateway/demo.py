@@ -97,13 +97,13 @@ async def run_demo(duration: float = 60.0, speed: float = 1.0, data_dir: str | P
         sim.start()
         while sim.is_alive():
             await asyncio.sleep(1.0)
-            await _progress(gateway, runner, sum(len(s) for s in sent), t_start, out)
+            await _progress(gateway, sum(len(s) for s in sent), t_start, out)
         sim_samples = sum(len(s) for s in sent)
         # Let the gateway read what is still in the pty before stopping it.
         deadline = time.monotonic() + 10
         while runner.driver.counters["samples"] < sim_samples and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
-        await _progress(gateway, runner, sim_samples, t_start, out)
+        await _progress(gateway, sim_samples, t_start, out)
         await gateway.stop(drain_timeout=60)
         if out.isatty():
             out.write("\n")
@@ -145,12 +145,12 @@ async def run_demo(duration: float = 60.0, speed: float = 1.0, data_dir: str | P
     }
 
 
-async def _progress(gateway: Gateway, runner, sim_samples: int, t_start: float, out: TextIO) -> None:
-    stats = await gateway.spool.call(gateway.spool.spool.stats) if gateway.spool else {"uplinks": {}}
-    kardia = stats["uplinks"].get("kardia", {})
+async def _progress(gateway: Gateway, sim_samples: int, t_start: float, out: TextIO) -> None:
+    status = await gateway.status()
+    kardia = status["spool"]["uplinks"].get("kardia", {})
+    read = status["devices"][0]["driver_counters"].get("samples", 0)
     line = (f"[{time.monotonic() - t_start:6.1f} s] simulator sent {sim_samples:>7} samples | gateway read "
-            f"{runner.driver.counters['samples']:>7} | recordings uploaded {kardia.get('acked', 0):>3}, pending "
-            f"{kardia.get('pending', 0):>2}")
+            f"{read:>7} | recordings uploaded {kardia.get('acked', 0):>3}, pending {kardia.get('pending', 0):>2}")
     out.write(("\r" + line) if out.isatty() else line + "\n")
     out.flush()
 

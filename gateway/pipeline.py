@@ -254,12 +254,11 @@ class DevicePipeline:
     async def _commit(self, batch: _Batch, moved_to: dict[StreamId, int] | None = None) -> None:
         """One transaction: packages, gaps, new journal rows and stream state."""
         moved_to = moved_to or {}
+        touched = [(sid, st) for sid in self._dirty | set(moved_to)
+                   if (st := self.streams.get(sid)) is not None and st.started]
         journal: list[JournalRow] = []
         rows: list[StreamRow] = []
-        for sid in list(self._dirty | set(moved_to)):
-            st = self.streams.get(sid)
-            if st is None or not st.started:
-                continue
+        for sid, st in touched:
             lo = max(st.journaled, st.min_cursor())
             if st.ring.end > lo:
                 journal.append(JournalRow(sid.key, lo, st.ring.read(lo, st.ring.end), st.clock.time_of(lo)))
@@ -269,10 +268,7 @@ class DevicePipeline:
         await self.spool.commit(packages=batch.packages, gaps=batch.gaps, journal=journal, streams=rows)
         self.counters["packages"] += len(batch.packages)
         self.counters["commits"] += 1
-        for sid in list(self._dirty | set(moved_to)):
-            st = self.streams.get(sid)
-            if st is None or not st.started:
-                continue
+        for sid, st in touched:
             st.journaled = st.ring.end
             st.unjournaled_since = None
             if sid in moved_to:

@@ -91,7 +91,7 @@ def test_replay_of_a_real_mitbih_record_arrives_exact_through_a_pty(shared_data)
     signal, fs = load_record(shared_data / "mitdb" / "101")
     assert fs == 360 and len(signal) == 650_000
     source = ReplaySource(signal[:360 * 20], fs, 300)
-    expected, _ = KardiaMobileModel(source).to_adc(resample(signal[:360 * 20], 360, 300))
+    expected = KardiaMobileModel(source).to_adc(resample(signal[:360 * 20], 360, 300))
     model = KardiaMobileModel(ReplaySource(signal[:360 * 20], fs, 300), boot_id=7)
     port = PtyPort()
     reader = serial.Serial(port.path, timeout=0.2)

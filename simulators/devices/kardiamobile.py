@@ -59,11 +59,9 @@ class KardiaMobileModel:
         self.seq = 0
         self.saturated = 0
 
-    def to_adc(self, mv: np.ndarray) -> tuple[np.ndarray, bool]:
-        """mV -> int16 ADC units (rounded, clipped); True if any sample saturated."""
-        units = np.rint(mv * (1e6 / self.amplitude_resolution))
-        clipped = np.clip(units, -32768, 32767)
-        return clipped.astype(np.int16), bool((clipped != units).any())
+    def to_adc(self, mv: np.ndarray) -> np.ndarray:
+        """mV -> int16 ADC units, rounded and clipped to the ADC's range (frames flag full scale)."""
+        return np.clip(np.rint(mv * (1e6 / self.amplitude_resolution)), -32768, 32767).astype(np.int16)
 
     def _info(self, t: float) -> SimFrame:
         data = proto.encode_info(self.seq, self.serial_number, self.firmware, self.mains_frequency,
@@ -82,7 +80,7 @@ class KardiaMobileModel:
             mv = self.source.next(self.fs)
             if len(mv) == 0:
                 return
-            adc, _ = self.to_adc(mv)
+            adc = self.to_adc(mv)
             for i in range(0, len(adc), n_frame):
                 chunk = adc[i:i + n_frame]
                 sat = bool(np.isin(chunk, (-32768, 32767)).any())
