@@ -7,7 +7,8 @@ atrial activity:
   sinus arrhythmia (at the breathing rate) and Mayer waves (0.1 Hz) plus a little noise.
 - afib: irregularly irregular RR (independent draws, coefficient of variation ~0.22), no P
   wave, fibrillatory f-waves at 4-9 Hz.
-Beat-to-beat variability: each beat's wave amplitudes vary by a few percent. Baseline wander
+Beat-to-beat variability: each beat's wave amplitudes vary by a few percent, and breathing
+modulates them by 7 % (the electrical axis turns with the chest). Baseline wander
 (at the breathing rate and slower), mains hum and white noise are optional.
 
 Rendering loops over beats (about one a second), never over samples.
@@ -33,6 +34,7 @@ P_WAVE = (-0.17, 0.13, 0.022)
 QRS = ((-0.028, -0.10, 0.0085), (0.0, 1.15, 0.0095), (0.030, -0.22, 0.010))
 T_WAVES = ((0.27, 0.20, 0.055), (0.31, 0.14, 0.032))
 SUPPORT_S = 0.8  # a beat contributes within +-0.8 s of its R time
+RESP_AMPLITUDE = 0.07  # respiratory modulation of each beat's amplitude
 
 
 def normalise_rhythm(name: str) -> str:
@@ -106,7 +108,9 @@ class EcgSynth:
         while self._next_r < until:
             t = self._next_r
             rr = self._rr(t)
-            self._beats.append((t, rr, self.rng.normal(1.0, 0.03, 6)))
+            # Breathing turns the heart's axis: the beat's amplitude follows it (+-7 %).
+            resp = 1.0 + RESP_AMPLITUDE * np.sin(2 * np.pi * self._resp_hz * t + self._phases[0] + 1.0)
+            self._beats.append((t, rr, resp * self.rng.normal(1.0, 0.03, 6)))
             self.beat_times.append(t)
             self._next_r = t + rr
 

@@ -1,0 +1,44 @@
+"""One call for a recording: R peaks, heart rate, rhythm, Kardia determination, enhanced signal."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from gateway.analysis import enhanced, heart_rate, qrs, quality, rhythm
+
+
+@dataclass
+class EcgAnalysis:
+    """What the packagers and the emulators report about one ECG recording."""
+
+    fs: float
+    n_samples: int
+    peaks: np.ndarray  # R-peak sample indices
+    heart_rate: int | None  # average bpm, rounded, from clean intervals
+    rhythm: str  # classify(): normal, afib, bradycardia, tachycardia, unclassified, unreadable
+    determination: str  # the Kardia algorithmDetermination (duration rules applied)
+    features: rhythm.RhythmFeatures | None
+    enhanced: np.ndarray | None  # int32 ADC units, same length as the input
+
+    @property
+    def duration(self) -> float:
+        """Seconds of signal."""
+        return self.n_samples / self.fs
+
+
+def analyse_ecg(samples: np.ndarray, fs: float, mains_frequency: int | None = None,
+                with_enhanced: bool = True) -> EcgAnalysis:
+    """Analyse one single-lead recording in any units; `no_analysis` where the rate is unsupported."""
+    x = np.asarray(samples, dtype=float)
+    enh = enhanced.enhance(x, fs, mains_frequency) if with_enhanced else None
+    if not qrs.MIN_RATE_HZ <= fs <= qrs.MAX_RATE_HZ or len(x) == 0:
+        return EcgAnalysis(fs, len(x), np.zeros(0, dtype=np.int64), None, "no_analysis", "no_analysis", None, enh)
+    peaks = qrs.detect_r_peaks(x, fs)
+    filtered = quality.band_passed(x, fs)
+    f = rhythm.features(filtered, peaks, fs)
+    rhythm_name = rhythm.classify(f)
+    rate = f.heart_rate if f.heart_rate is not None else heart_rate.average_heart_rate(peaks, fs)
+    hr = int(round(rate)) if rate is not None and rhythm_name != "unreadable" else None
+    return EcgAnalysis(fs, len(x), peaks, hr, rhythm_name, rhythm.determination(len(x) / fs, rhythm_name), f, enh)

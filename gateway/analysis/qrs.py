@@ -1,0 +1,200 @@
+"""R-peak detection for single-lead ECG, 128-1000 Hz, whole recordings or live streams.
+
+A Pan-Tompkins-style detector built from causal stages, so feeding a record in one piece or in
+chunks of any size gives the same peaks (bit-identical features; see `QrsDetector`):
+
+1. band-pass 5-20 Hz (Butterworth, order 2, causal `sosfilt`): keeps QRS energy, drops wander,
+   mains hum and most of P and T;
+2. first difference, squared (polarity-free, so inverted leads need nothing special);
+3. moving-window integration over 120 ms (the width of a broad QRS);
+4. candidates: local maxima of the integrated energy that are the largest within +-200 ms
+   (the refractory period);
+5. adaptive thresholds per candidate (running signal and noise levels), with search-back at
+   half threshold when no beat came within 1.66 mean RR, and T-wave rejection: a candidate
+   within 360 ms of the previous beat whose steepest slope is under half that beat's is a T
+   wave. Only the candidate loop is Python; it runs about five times a second of signal.
+6. each beat is placed on the largest deflection of the band-passed signal in the integration
+   window, corrected for the filter's delay.
+
+Thresholds and the learning phase follow Pan & Tompkins (1985) and Hamilton & Tompkins (1986).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+from scipy import ndimage, signal
+
+BAND_HZ = (5.0, 20.0)
+INTEGRATION_S = 0.12
+REFRACTORY_S = 0.2
+T_WAVE_WINDOW_S = 0.36
+SEARCHBACK_RR = 1.66
+LEARNING_S = 2.0
+MIN_RATE_HZ = 128.0
+MAX_RATE_HZ = 1000.0
+
+
+class QrsDetector:
+    """Incremental R-peak detector; `push(samples)` returns the new peaks (absolute indices)."""
+
+    def __init__(self, fs: float) -> None:
+        if not MIN_RATE_HZ <= fs <= MAX_RATE_HZ:
+            raise ValueError(f"sampling rate {fs:g} Hz outside {MIN_RATE_HZ:g}-{MAX_RATE_HZ:g} Hz")
+        self.fs = float(fs)
+        self._sos = signal.butter(2, BAND_HZ, "bandpass", fs=fs, output="sos")
+        self._zi = np.zeros((self._sos.shape[0], 2))
+        self._n_int = max(3, int(round(INTEGRATION_S * fs)))
+        self._int_b = np.full(self._n_int, 1.0 / self._n_int)
+        self._int_zi = np.zeros(self._n_int - 1)
+        self._refractory = int(round(REFRACTORY_S * fs))
+        self._t_window = int(round(T_WAVE_WINDOW_S * fs))
+        # Band-pass group delay near the QRS's main frequency, in samples.
+        w, gd = signal.group_delay(signal.sos2tf(self._sos), w=[12.0], fs=fs)
+        self._bp_delay = int(round(float(gd[0])))
+        # Kept history (absolute index of element 0 is self._base): band-passed signal, its
+        # slope and the integrated energy. Decisions need +-refractory of context.
+        self._base = 0
+        self._bp = np.zeros(0)
+        self._slope = np.zeros(0)
+        self._energy = np.zeros(0)
+        self._last_bp = 0.0
+        self._n = 0  # samples consumed
+        self._scanned = 0  # candidates are final below this absolute index
+        # Threshold state.
+        self._spk = self._npk = 0.0
+        self._learned = False
+        self._last_beat: int | None = None
+        self._last_slope = 0.0
+        self._rr: deque[int] = deque(maxlen=8)
+        self._rejected: list[tuple[int, float, float]] = []  # (pos, height, slope) since last beat
+
+    # -- features -------------------------------------------------------------------------
+    def _features(self, x: np.ndarray) -> None:
+        bp, self._zi = signal.sosfilt(self._sos, x, zi=self._zi)
+        d = np.diff(bp, prepend=self._last_bp)
+        self._last_bp = float(bp[-1])
+        e, self._int_zi = signal.lfilter(self._int_b, 1.0, np.abs(d), zi=self._int_zi)
+        self._bp = np.concatenate((self._bp, bp))
+        self._slope = np.concatenate((self._slope, np.abs(d)))
+        self._energy = np.concatenate((self._energy, e))
+
+    def push(self, samples: np.ndarray) -> np.ndarray:
+        """Feed samples (any units); the R peaks now final, as absolute sample indices."""
+        x = np.asarray(samples, dtype=float)
+        if x.size:
+            self._features(x)
+            self._n += x.size
+        return self._scan(self._n - self._refractory - 1)
+
+    def flush(self) -> np.ndarray:
+        """Decide the candidates near the end of the signal (call once, at its end)."""
+        return self._scan(self._n)
+
+    # -- decisions ------------------------------------------------------------------------
+    def _scan(self, end: int) -> np.ndarray:
+        """Decide candidates in [self._scanned, end)."""
+        if end <= self._scanned:
+            return np.zeros(0, dtype=np.int64)
+        e = self._energy
+        lo = self._scanned - self._base
+        hi = end - self._base
+        if not self._learned:
+            if self._n - self._base < LEARNING_S * self.fs and end < self._n:
+                return np.zeros(0, dtype=np.int64)
+            first = e[: int(LEARNING_S * self.fs)]
+            self._spk = float(first.max()) / 3.0
+            self._npk = float(first.mean()) / 2.0
+            self._learned = True
+        # Local maxima that are the largest within +-refractory.
+        ctx_lo = max(0, lo - self._refractory - 1)
+        ctx_hi = min(len(e), hi + self._refractory + 1)
+        seg = e[ctx_lo:ctx_hi]
+        if seg.size < 3:
+            return np.zeros(0, dtype=np.int64)
+        peak_max = ndimage.maximum_filter1d(seg, 2 * self._refractory + 1, mode="nearest")
+        rising = np.empty(seg.size, dtype=bool)
+        rising[0] = False
+        rising[1:] = seg[1:] > seg[:-1]
+        is_cand = (seg == peak_max) & rising & (seg > 0)
+        idx = np.flatnonzero(is_cand) + ctx_lo
+        idx = idx[(idx >= lo) & (idx < hi)]
+        beats: list[int] = []
+        for i in idx.tolist():
+            self._decide(i, beats)
+        self._scanned = end
+        self._trim()
+        return np.asarray(beats, dtype=np.int64)
+
+    def _slope_at(self, i: int) -> float:
+        """Steepest slope within the integration window ending at energy index i."""
+        a = max(0, i - self._n_int)
+        return float(self._slope[a:i + 1].max())
+
+    def _locate(self, i: int) -> int:
+        """Absolute sample of the R peak for an energy maximum at relative index i."""
+        a = max(0, i - self._n_int + 1)
+        w = self._bp[a:i + 1]
+        return int(a + int(np.argmax(np.abs(w))) + self._base - self._bp_delay)
+
+    def _accept(self, i: int, height: float, slope: float, beats: list[int], weight: float) -> None:
+        pos = i + self._base
+        if self._last_beat is not None:
+            self._rr.append(pos - self._last_beat)
+        self._spk = weight * height + (1 - weight) * self._spk
+        self._last_beat = pos
+        self._last_slope = slope
+        self._rejected.clear()
+        beats.append(max(0, self._locate(i)))
+
+    def _threshold(self) -> float:
+        return self._npk + 0.25 * (self._spk - self._npk)
+
+    def _decide(self, i: int, beats: list[int]) -> None:
+        pos = i + self._base
+        height = float(self._energy[i])
+        slope = self._slope_at(i)
+        # Search back for a missed beat when the gap since the last one is too long.
+        if self._last_beat is not None and len(self._rr) >= 2 and self._rejected:
+            rr_mean = float(np.mean(self._rr))
+            if pos - self._last_beat > SEARCHBACK_RR * rr_mean:
+                half = 0.5 * self._threshold()
+                best = max((r for r in self._rejected if r[1] > half
+                            and r[0] - self._last_beat > self._refractory
+                            and pos - r[0] > self._refractory), key=lambda r: r[1], default=None)
+                if best is not None:
+                    self._accept(best[0] - self._base, best[1], best[2], beats, 0.25)
+        if self._last_beat is not None and pos - self._last_beat <= self._refractory:
+            self._npk = 0.125 * height + 0.875 * self._npk
+            return
+        if height > self._threshold():
+            if (self._last_beat is not None and pos - self._last_beat < self._t_window
+                    and slope < 0.5 * self._last_slope):
+                self._npk = 0.125 * height + 0.875 * self._npk  # a T wave
+                return
+            self._accept(i, height, slope, beats, 0.125)
+        else:
+            self._npk = 0.125 * height + 0.875 * self._npk
+            self._rejected.append((pos, height, slope))
+
+    def _trim(self) -> None:
+        """Drop history no longer needed (keep 3 s plus the search-back span)."""
+        keep_from = self._scanned - self._refractory - 2 - int(3 * self.fs)
+        if self._last_beat is not None:
+            keep_from = min(keep_from, self._last_beat - self._n_int - 1)
+        if self._rejected:
+            keep_from = min(keep_from, self._rejected[0][0] - self._n_int - 1)
+        cut = keep_from - self._base
+        if cut > 4 * self.fs:  # trim in large steps; concatenation is the cost
+            self._bp = self._bp[cut:]
+            self._slope = self._slope[cut:]
+            self._energy = self._energy[cut:]
+            self._base += cut
+
+
+def detect_r_peaks(samples: np.ndarray, fs: float) -> np.ndarray:
+    """R-peak sample indices of a whole recording (any units, either polarity)."""
+    det = QrsDetector(fs)
+    peaks = np.concatenate((det.push(samples), det.flush()))
+    return np.unique(peaks)
