@@ -20,6 +20,7 @@ import httpx
 import numpy as np
 import pytest
 
+from gateway.analysis.enhanced import enhance
 from gateway.config import load
 from gateway.daemon import Gateway
 from gateway.demo import fetch_recordings
@@ -74,7 +75,10 @@ async def test_five_minutes_arrive_bit_exact_once_in_order(tmp_path):
     for r in recs:
         raw = r["data"]["raw"]
         assert (raw["frequency"], raw["mainsFrequency"], raw["amplitudeResolution"]) == (300, 50, 500)
-        assert r["patientID"] == patient and r["algorithmDetermination"] == "no_analysis"
+        assert r["patientID"] == patient
+        # The gateway's analysis of the simulator's 70 bpm sinus rhythm, and its enhanced signal.
+        assert r["algorithmDetermination"] == "normal" and r["heartRate"] == 70
+        assert r["data"]["enhanced"]["samples"]["leadI"] == enhance(np.array(raw["samples"]["leadI"]), 300, 50).tolist()
     # Streamed flat out, the device's time is compressed: recordedAt is checked in real time below.
     assert all(datetime.fromisoformat(r["recordedAt"]).tzinfo is not None for r in recs)
     assert counters["samples"] == 90_000 and not counters.get("crc_errors") and not counters.get("gaps")
@@ -83,6 +87,7 @@ async def test_five_minutes_arrive_bit_exact_once_in_order(tmp_path):
     assert [h["sourceId"] for h in hub] == [f"KM1-TEST0001/5eed000b/leadI/{9000 * i}-{9000 * (i + 1)}"
                                            for i in range(10)]
     assert [(h["duration"], h["sampleRate"], h["source"]) for h in hub] == [(30.0, 300, "kardiamobile")] * 10
+    assert [(h["heartRate"], h["determination"]) for h in hub] == [(70, "normal")] * 10
     assert [datetime.fromisoformat(h["timestamp"].replace("Z", "+00:00")) for h in hub] == [
         datetime.fromisoformat(r["recordedAt"]) for r in recs]
     spool = Spool(tmp_path / "spool.db")

@@ -15,7 +15,7 @@ class EcgAnalysis:
 
     fs: float
     n_samples: int
-    peaks: np.ndarray  # R-peak sample indices
+    peaks: np.ndarray  # R-peak sample indices, on the extreme of the QRS
     heart_rate: int | None  # average bpm, rounded, from clean intervals
     rhythm: str  # classify(): normal, afib, bradycardia, tachycardia, unclassified, unreadable
     determination: str  # the Kardia algorithmDetermination (duration rules applied)
@@ -30,13 +30,14 @@ class EcgAnalysis:
 
 def analyse_ecg(samples: np.ndarray, fs: float, mains_frequency: int | None = None,
                 with_enhanced: bool = True) -> EcgAnalysis:
-    """Analyse one single-lead recording in any units; `no_analysis` where the rate is unsupported."""
+    """Analyse one single-lead recording in any units; `no_analysis` for an unsupported rate or non-finite data."""
     x = np.asarray(samples, dtype=float)
-    enh = enhanced.enhance(x, fs, mains_frequency) if with_enhanced else None
-    if not qrs.MIN_RATE_HZ <= fs <= qrs.MAX_RATE_HZ or len(x) == 0:
+    finite = bool(np.isfinite(x).all())
+    enh = enhanced.enhance(x, fs, mains_frequency) if with_enhanced and finite else None
+    if not qrs.MIN_RATE_HZ <= fs <= qrs.MAX_RATE_HZ or len(x) == 0 or not finite:
         return EcgAnalysis(fs, len(x), np.zeros(0, dtype=np.int64), None, "no_analysis", "no_analysis", None, enh)
-    peaks = qrs.detect_r_peaks(x, fs)
     filtered = quality.band_passed(x, fs)
+    peaks = qrs.refine_peaks(filtered, qrs.detect_r_peaks(x, fs), fs)
     f = rhythm.features(filtered, peaks, fs)
     rhythm_name = rhythm.classify(f)
     rate = f.heart_rate if f.heart_rate is not None else heart_rate.average_heart_rate(peaks, fs)

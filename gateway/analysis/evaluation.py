@@ -57,3 +57,14 @@ def drop_in_spans(positions: np.ndarray, spans: list[tuple[int, int]]) -> np.nda
     for a, b in spans:
         keep &= (positions < a) | (positions > b)
     return positions[keep]
+
+
+def reference_beats(record: str) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """Beat positions and ventricular flutter spans ([ to ]) of a WFDB record's `atr` annotations."""
+    import wfdb  # evaluation only: the `test` and `bench` extras install it
+
+    ann = wfdb.rdann(record, "atr")
+    sym = np.asarray(ann.symbol)
+    beats = np.asarray(ann.sample[np.isin(sym, list(BEAT_SYMBOLS))], dtype=np.int64)
+    starts, ends = ann.sample[sym == "["], ann.sample[sym == "]"]
+    return beats, list(zip(starts.tolist(), ends.tolist()))

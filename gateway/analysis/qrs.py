@@ -3,10 +3,11 @@
 A Pan-Tompkins-style detector built from causal stages, so feeding a record in one piece or in
 chunks of any size gives the same peaks (bit-identical features; see `QrsDetector`):
 
-1. band-pass 5-20 Hz (Butterworth, order 2, causal `sosfilt`): keeps QRS energy, drops wander,
+1. band-pass 5-15 Hz (Butterworth, order 2, causal `sosfilt`): keeps QRS energy, drops wander,
    mains hum and most of P and T;
-2. first difference, squared (polarity-free, so inverted leads need nothing special);
-3. moving-window integration over 120 ms (the width of a broad QRS);
+2. first difference, absolute value (polarity-free, so inverted leads need nothing special;
+   less dynamic range than squaring, so small ectopic beats beside large ones still count);
+3. moving-window integration over 150 ms (the width of a broad QRS);
 4. candidates: local maxima of the integrated energy that are the largest within +-200 ms
    (the refractory period);
 5. adaptive thresholds per candidate (running signal and noise levels), with search-back at
@@ -14,7 +15,8 @@ chunks of any size gives the same peaks (bit-identical features; see `QrsDetecto
    within 360 ms of the previous beat whose steepest slope is under half that beat's is a T
    wave. Only the candidate loop is Python; it runs about five times a second of signal.
 6. each beat is placed on the largest deflection of the band-passed signal in the integration
-   window, corrected for the filter's delay.
+   window, corrected for the filter's delay. `refine_peaks` then moves it to the extreme of a
+   lightly filtered signal (the true R, or S on an inverted lead) where RR timing matters.
 
 Thresholds and the learning phase follow Pan & Tompkins (1985) and Hamilton & Tompkins (1986).
 """
@@ -26,11 +28,16 @@ from collections import deque
 import numpy as np
 from scipy import ndimage, signal
 
-BAND_HZ = (5.0, 20.0)
-INTEGRATION_S = 0.12
+BAND_HZ = (5.0, 15.0)
+INTEGRATION_S = 0.15
+REFINE_S = 0.05
 REFRACTORY_S = 0.2
 T_WAVE_WINDOW_S = 0.36
 SEARCHBACK_RR = 1.66
+SEARCHBACK_LEVEL = 0.5
+THRESHOLD_FRACTION = 0.25
+T_WAVE_RR = 0.0
+T_SLOPE = 0.5
 LEARNING_S = 2.0
 MIN_RATE_HZ = 128.0
 MAX_RATE_HZ = 1000.0
@@ -135,8 +142,7 @@ class QrsDetector:
     def _locate(self, i: int) -> int:
         """Absolute sample of the R peak for an energy maximum at relative index i."""
         a = max(0, i - self._n_int + 1)
-        w = self._bp[a:i + 1]
-        return int(a + int(np.argmax(np.abs(w))) + self._base - self._bp_delay)
+        return int(a + int(np.argmax(np.abs(self._bp[a:i + 1]))) + self._base - self._bp_delay)
 
     def _accept(self, i: int, height: float, slope: float, beats: list[int], weight: float) -> None:
         pos = i + self._base
@@ -149,7 +155,7 @@ class QrsDetector:
         beats.append(max(0, self._locate(i)))
 
     def _threshold(self) -> float:
-        return self._npk + 0.25 * (self._spk - self._npk)
+        return self._npk + THRESHOLD_FRACTION * (self._spk - self._npk)
 
     def _decide(self, i: int, beats: list[int]) -> None:
         pos = i + self._base
@@ -159,7 +165,7 @@ class QrsDetector:
         if self._last_beat is not None and len(self._rr) >= 2 and self._rejected:
             rr_mean = float(np.mean(self._rr))
             if pos - self._last_beat > SEARCHBACK_RR * rr_mean:
-                half = 0.5 * self._threshold()
+                half = SEARCHBACK_LEVEL * self._threshold()
                 best = max((r for r in self._rejected if r[1] > half
                             and r[0] - self._last_beat > self._refractory
                             and pos - r[0] > self._refractory), key=lambda r: r[1], default=None)
@@ -169,8 +175,11 @@ class QrsDetector:
             self._npk = 0.125 * height + 0.875 * self._npk
             return
         if height > self._threshold():
-            if (self._last_beat is not None and pos - self._last_beat < self._t_window
-                    and slope < 0.5 * self._last_slope):
+            t_window = self._t_window
+            if T_WAVE_RR and len(self._rr) >= 2:
+                t_window = max(t_window, int(T_WAVE_RR * float(np.mean(self._rr))))
+            if (self._last_beat is not None and pos - self._last_beat < t_window
+                    and slope < T_SLOPE * self._last_slope):
                 self._npk = 0.125 * height + 0.875 * self._npk  # a T wave
                 return
             self._accept(i, height, slope, beats, 0.125)
@@ -198,3 +207,15 @@ def detect_r_peaks(samples: np.ndarray, fs: float) -> np.ndarray:
     det = QrsDetector(fs)
     peaks = np.concatenate((det.push(samples), det.flush()))
     return np.unique(peaks)
+
+
+def refine_peaks(filtered: np.ndarray, peaks: np.ndarray, fs: float) -> np.ndarray:
+    """Peaks moved to the largest deflection of a 1-40 Hz filtered ECG within +-50 ms."""
+    peaks = np.asarray(peaks, dtype=np.int64)
+    w = int(round(REFINE_S * fs))
+    if len(peaks) == 0 or len(filtered) < 2 * w + 1:
+        return peaks
+    centres = np.clip(peaks, w, len(filtered) - w - 1)
+    rows = filtered[centres[:, None] + np.arange(-w, w + 1)[None, :]]
+    dev = np.abs(rows - np.median(rows, axis=1, keepdims=True))
+    return np.unique(centres - w + np.argmax(dev, axis=1))

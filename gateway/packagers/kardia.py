@@ -6,6 +6,7 @@ from datetime import tzinfo
 
 import numpy as np
 
+from gateway.analysis.ecg import analyse_ecg
 from gateway.core.blocks import DeviceInfo, StreamId
 from gateway.packagers.base import TimedPackager
 from gateway.spool import Package
@@ -30,10 +31,12 @@ class KardiaRecordingPackager(TimedPackager):
 
     def package(self, info: DeviceInfo, stream: StreamId, first: int, samples: np.ndarray,
                 start_time: float) -> Package:
-        """A Kardia recording object with the exact samples in ADC units."""
+        """A Kardia recording: the exact samples, heart rate, determination and enhanced signal."""
+        fs = info.channels[stream.channel].sampling_frequency
+        mains = info.extra["mains_frequency"]
+        analysis = analyse_ecg(samples, fs, mains)
         body = kardia.recording_body(
-            self.patient_id, kardia.format_time(start_time, self.tz),
-            frequency=info.channels[stream.channel].sampling_frequency,
-            mains_frequency=info.extra["mains_frequency"],
-            amplitude_resolution=info.extra["amplitude_resolution"], samples=samples)
+            self.patient_id, kardia.format_time(start_time, self.tz), frequency=fs, mains_frequency=mains,
+            amplitude_resolution=info.extra["amplitude_resolution"], samples=samples,
+            heart_rate=analysis.heart_rate, determination=analysis.determination, enhanced=analysis.enhanced)
         return self._package(stream, first, len(samples), start_time, body)

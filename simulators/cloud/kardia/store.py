@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from gateway.analysis.enhanced import enhance
+from gateway.analysis.ecg import analyse_ecg
 from gateway.vendors import kardia
 from gateway.vendors.kardia import RecordingIn
 from simulators.cloud.store import SqliteStore
@@ -240,10 +240,17 @@ class KardiaStore(SqliteStore):
 
     def ingest(self, account: str, rec: RecordingIn, key: str | None, body_sha256: str) -> tuple[dict, bool]:
         """Store a recording unless the idempotency key was seen; (recording, created)."""
+        # The vendor analyses what the device did not: enhanced signal, heart rate, determination.
+        heart_rate, determination, enhanced = rec.heart_rate, rec.determination, None
         if rec.enhanced is not None:
             enhanced = rec.enhanced.lead_i
-        else:  # the vendor computes the enhanced signal; so does the emulator
-            enhanced = enhance(rec.raw.lead_i, rec.raw.frequency, rec.raw.mains_frequency)
+        if enhanced is None or heart_rate is None or determination is None:
+            analysis = analyse_ecg(rec.raw.lead_i, rec.raw.frequency, rec.raw.mains_frequency,
+                                   with_enhanced=enhanced is None)
+            enhanced = analysis.enhanced if enhanced is None else enhanced
+            if determination is None:
+                determination = analysis.determination
+                heart_rate = heart_rate if heart_rate is not None else analysis.heart_rate
         with self.tx() as db:
             if key is not None:
                 row = db.execute("SELECT body_sha256, recording_id FROM idempotency WHERE account = ? AND key = ?",
@@ -257,7 +264,7 @@ class KardiaStore(SqliteStore):
                 "INSERT INTO recordings (id, account, patient_id, recorded_at, duration, heart_rate, determination,"
                 " note, frequency, mains_frequency, amplitude_resolution, raw, enhanced, created_at)"
                 " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (rid, account, rec.patient_id, rec.recorded_at, rec.duration, rec.heart_rate, rec.determination,
+                (rid, account, rec.patient_id, rec.recorded_at, rec.duration, heart_rate, determination,
                  rec.note, rec.raw.frequency, rec.raw.mains_frequency, rec.raw.amplitude_resolution,
                  rec.raw.lead_i.astype("<i4").tobytes(), enhanced.astype("<i4").tobytes(), time.time()))
             if key is not None:

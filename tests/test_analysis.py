@@ -1,0 +1,247 @@
+"""gateway.analysis on real recordings (MIT-BIH, CinC 2017, noise stress) and on known signals.
+
+Floors here are looser than the targets scripts/bench_analysis.py measures (README): they
+catch regressions without making the suite fragile.
+"""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+from scipy import io as sio
+from scipy import signal
+
+from gateway.analysis import breathing, enhanced, evaluation, heart_rate, hrv, qrs, quality, rhythm
+from gateway.analysis.ecg import analyse_ecg
+from simulators.physiology.ecg import EcgParams, EcgSynth
+from simulators.physiology.replay import load_record, resample
+
+MITDB = ("101 102 104 106 107 108 109 112 114 115 116 118 119 122 124 201 203 205 207 208 209 215 217 220 "
+         "223 230").split()
+
+
+@pytest.fixture(scope="module")
+def mitdb(shared_data):
+    """Every MIT-BIH record in shared data: (signal mV, beats, flutter spans)."""
+    out = {}
+    for r in MITDB:
+        x, fs = load_record(shared_data / "mitdb" / r)
+        assert fs == 360
+        beats, spans = evaluation.reference_beats(str(shared_data / "mitdb" / r))
+        out[r] = (x, beats, spans)
+    return out
+
+
+@pytest.fixture(scope="module")
+def cinc(shared_data):
+    """The CinC 2017 KardiaMobile recordings in ADC units with their labels."""
+    d = shared_data / "cinc2017"
+    labels = dict(csv.reader(open(d / "REFERENCE.csv")))
+    return {k: (sio.loadmat(d / f"{k}.mat")["val"][0].astype(float), v) for k, v in sorted(labels.items())}
+
+
+def _score(records, fs: int) -> tuple[evaluation.BeatScore, int, int]:
+    total = evaluation.BeatScore()
+    hr_ok = hr_n = 0
+    for x, beats, spans in records.values():
+        x = resample(x, 360, fs)
+        ref = np.rint(beats * fs / 360).astype(np.int64)
+        spans = [(round(a * fs / 360), round(b * fs / 360)) for a, b in spans]
+        found = qrs.detect_r_peaks(x, fs)
+        total += evaluation.match_beats(ref, evaluation.drop_in_spans(found, spans), round(0.15 * fs))
+        want = heart_rate.window_heart_rates(ref, fs, len(x), 30.0)
+        got = heart_rate.window_heart_rates(found, fs, len(x), 30.0)
+        ok = ~np.isnan(want)
+        for a, b in spans:
+            ok[a // (30 * fs): b // (30 * fs) + 1] = False
+        hr_ok += int(np.sum(np.abs(got[ok] - want[ok]) <= 2.0))
+        hr_n += int(ok.sum())
+    return total, hr_ok, hr_n
+
+
+@pytest.mark.parametrize("fs", [360, 256])
+def test_r_peaks_on_every_mitdb_record(mitdb, fs):
+    score, hr_ok, hr_n = _score(mitdb, fs)
+    assert score.tp + score.fn == 59_782  # every annotated beat of the 26 records was scored
+    assert score.sensitivity >= 0.995 and score.positive_predictivity >= 0.995, score
+    assert hr_ok / hr_n >= 0.96, (hr_ok, hr_n)
+
+
+def test_noise_stress_record(shared_data):
+    x, fs = load_record(shared_data / "nstdb" / "118e24")
+    beats, _ = evaluation.reference_beats(str(shared_data / "nstdb" / "118e24"))
+    score = evaluation.match_beats(beats, qrs.detect_r_peaks(x, fs), 54)
+    assert score.sensitivity >= 0.99 and score.positive_predictivity >= 0.99, score
+
+
+def test_stream_in_chunks_gives_the_same_peaks_as_the_whole_record(mitdb):
+    x = mitdb["208"][0][:360 * 300]  # 5 min with PVCs, couplets and fusion beats
+    whole = qrs.detect_r_peaks(x, 360)
+    rng = np.random.default_rng(3)
+    det = qrs.QrsDetector(360)
+    got, pos = [], 0
+    while pos < len(x):
+        n = int(rng.integers(1, 700))
+        new = det.push(x[pos:pos + n])
+        pos += n
+        assert np.all(new < pos)  # never a peak in the future
+        got.append(new)
+    got.append(det.flush())
+    assert np.array_equal(np.concatenate(got), whole)
+    assert len(whole) > 350
+
+
+def test_inverted_lead_finds_the_same_beats(mitdb):
+    x, beats, _ = mitdb["119"]  # bigeminy: large PVCs among normal beats
+    up = qrs.detect_r_peaks(x, 360)
+    down = qrs.detect_r_peaks(-x, 360)
+    assert np.array_equal(up, down)  # the detector's features ignore polarity
+    score = evaluation.match_beats(beats, down, 54)
+    assert score.sensitivity >= 0.998 and score.positive_predictivity >= 0.998
+
+
+def test_rate_range_is_enforced():
+    with pytest.raises(ValueError, match="outside 128-1000 Hz"):
+        qrs.QrsDetector(100)
+    assert analyse_ecg(np.zeros(3000), 100.0).determination == "no_analysis"
+
+
+@pytest.mark.parametrize("fs", [128, 256, 300, 500, 1000])
+@pytest.mark.parametrize("name,rate", [("normal", 70), ("bradycardia", 44), ("tachycardia", 130), ("afib", 90)])
+def test_synthetic_ecg_gives_the_rate_and_rhythm_it_was_made_with(fs, name, rate):
+    x = EcgSynth(fs, EcgParams(rhythm=name, heart_rate=rate, noise_mv=0.02, wander_mv=0.3, hum_mv=0.05,
+                               seed=fs + rate)).next(int(40 * fs))
+    a = analyse_ecg(np.rint(x * 2000), fs, 60)  # ADC units at 500 nV per unit
+    assert a.rhythm == name and a.determination == name
+    assert abs(a.heart_rate - rate) <= 1
+
+
+def test_determination_duration_rules():
+    x = EcgSynth(300, EcgParams(seed=5)).next(300 * 20)
+    a = analyse_ecg(x, 300, 60)
+    assert (a.rhythm, a.determination, a.heart_rate) == ("normal", "too_short", 70)
+    assert rhythm.determination(300.0, "afib") == "afib"
+    assert rhythm.determination(300.1, "afib") == "too_long"
+
+
+@pytest.mark.parametrize("x", [np.zeros(9000), np.full(9000, 2047.0), np.random.default_rng(1).normal(0, 300, 9000)])
+def test_no_heartbeat_is_unreadable_not_a_crash(x):
+    a = analyse_ecg(x, 300, 50)
+    assert (a.rhythm, a.heart_rate) == ("unreadable", None)
+
+
+def test_non_finite_input_is_not_analysed():
+    x = EcgSynth(300, EcgParams(seed=1)).next(9000)
+    x[100] = np.nan
+    a = analyse_ecg(x, 300, 60)
+    assert (a.determination, a.enhanced) == ("no_analysis", None)
+
+
+def test_kardiamobile_recordings_af_and_noise(cinc):
+    tp = fp = fn = noisy = noisy_unreadable = clean = clean_unreadable = 0
+    for x, label in cinc.values():
+        found = analyse_ecg(x, 300, with_enhanced=False).rhythm
+        tp += found == "afib" and label == "A"
+        fp += found == "afib" and label != "A"
+        fn += found != "afib" and label == "A"
+        if label == "~":
+            noisy += 1
+            noisy_unreadable += found == "unreadable"
+        else:
+            clean += 1
+            clean_unreadable += found == "unreadable"
+    assert (noisy, clean) == (20, 131)
+    assert 2 * tp / (2 * tp + fp + fn) >= 0.85, (tp, fp, fn)
+    assert noisy_unreadable / noisy >= 0.7
+    assert clean_unreadable / clean < 0.05
+
+
+def test_enhanced_removes_wander_and_hum_and_keeps_the_r_wave():
+    fs = 300
+    clean = EcgSynth(fs, EcgParams(seed=3)).next(fs * 30)
+    dirty = EcgSynth(fs, EcgParams(seed=3, wander_mv=0.5, hum_mv=0.2)).next(fs * 30)
+    units = 2000  # ADC units per mV
+    out = enhanced.enhance(np.rint(dirty * units), fs, 60)
+    assert out.dtype == np.int32 and len(out) == len(dirty)
+    y = out / units
+    peaks = qrs.detect_r_peaks(clean, fs)[1:-1]
+    rows_clean, _ = quality.segments(clean, peaks, 12, 12)
+    rows_out, _ = quality.segments(y, peaks, 12, 12)
+    kept = np.median(rows_out.max(axis=1) / rows_clean.max(axis=1))
+    assert 0.95 <= kept <= 1.02  # the R wave keeps its height
+    assert np.sqrt(np.mean((y - clean) ** 2)) < 0.08  # from 0.39 mV RMS of wander and hum
+    f, p_in = signal.welch(dirty, fs, nperseg=1024)
+    _, p_out = signal.welch(y, fs, nperseg=1024)
+    hum = np.argmin(np.abs(f - 60))
+    assert p_out[hum] < p_in[hum] / 1000  # mains hum down by more than 30 dB
+
+
+def test_enhanced_keeps_kardiamobile_qrs_heights(cinc):
+    kept = []
+    for x, label in list(cinc.values())[:40]:
+        if label == "~":
+            continue
+        peaks = qrs.detect_r_peaks(x, 300)
+        out = enhanced.enhance(x, 300, 60).astype(float)
+        raw, _ = quality.segments(x, peaks, 18, 18)
+        filt, _ = quality.segments(out, peaks, 18, 18)
+        kept.append(np.median(np.ptp(filt, axis=1) / np.ptp(raw, axis=1)))
+    assert 0.97 <= np.median(kept) <= 1.03
+
+
+def test_hrv_of_a_known_modulation():
+    fs = 1000.0
+    t = [0.0]
+    while t[-1] < 300:  # RR = 0.8 s + 50 ms at 0.25 Hz (HF) + 30 ms at 0.1 Hz (LF)
+        t.append(t[-1] + 0.8 + 0.05 * np.sin(2 * np.pi * 0.25 * t[-1]) + 0.03 * np.sin(2 * np.pi * 0.1 * t[-1]))
+    peaks = np.rint(np.array(t) * fs).astype(np.int64)
+    h = hrv.hrv(peaks, fs)
+    rr = np.diff(peaks).astype(float)
+    assert h.n_intervals == len(rr)
+    assert h.mean_nn_ms == pytest.approx(rr.mean())
+    assert h.sdnn_ms == pytest.approx(rr.std(ddof=1))
+    assert h.rmssd_ms == pytest.approx(np.sqrt(np.mean(np.diff(rr) ** 2)))
+    assert h.hf_ms2 == pytest.approx(50 ** 2 / 2, rel=0.05)  # a sine's power is A^2 / 2
+    assert h.lf_ms2 == pytest.approx(30 ** 2 / 2, rel=0.05)
+    assert h.lf_norm == pytest.approx(100 * 450 / (450 + 1250), abs=1.5)
+
+
+def test_hrv_drops_ectopic_intervals_and_needs_two_minutes_for_spectra():
+    peaks = np.arange(0, 60 * 300, 300)  # 60 s at exactly 60 bpm (fs 300)
+    peaks = np.sort(np.append(peaks, 15 * 300 + 120))  # a premature beat 400 ms after the 16th
+    h = hrv.hrv(peaks, 300.0)
+    assert h.n_intervals == 59 - 1  # its two intervals (400 and 600 ms) are not normal-to-normal
+    assert h.mean_nn_ms == pytest.approx(1000.0) and h.sdnn_ms == pytest.approx(0.0)
+    assert h.lf_ms2 is None and h.lf_norm is None  # 60 s is too short for spectra
+
+
+def test_heart_rate_series_and_rr_units():
+    fs = 256.0
+    peaks = np.arange(100, int(60 * fs), 205)  # 205/256 s = 74.93 bpm, the second beat after 1 s
+    series = heart_rate.heart_rate_per_second(peaks, fs, int(60 * fs))
+    assert len(series) == 60 and np.isnan(series[0])  # no interval has ended by 1 s
+    assert np.allclose(series[2:], 60 * 256 / 205)
+    assert set(heart_rate.rr_in_units(peaks, fs, heart_rate.HEXOSKIN_RR_UNITS)) == {205}
+    assert set(heart_rate.rr_in_units(peaks, fs, heart_rate.BLE_RR_UNITS)) == {820}
+    assert heart_rate.average_heart_rate(peaks, fs) == pytest.approx(60 * 256 / 205)
+
+
+@pytest.mark.parametrize("rpm", [8, 15, 30])
+def test_breathing_rate_from_a_respiration_band(rpm):
+    fs = 128.0
+    t = np.arange(int(120 * fs)) / fs
+    rng = np.random.default_rng(rpm)
+    resp = 400 * np.sin(2 * np.pi * rpm / 60 * t) + 60 * np.sin(2 * np.pi * 0.02 * t) + rng.normal(0, 40, len(t))
+    assert breathing.breathing_rate(resp, fs) == pytest.approx(rpm, abs=0.5)
+
+
+@pytest.mark.parametrize("name,rate,rpm", [("normal", 70, 12), ("tachycardia", 120, 20), ("afib", 90, 15)])
+def test_breathing_rate_from_ecg(name, rate, rpm):
+    fs = 256
+    x = EcgSynth(fs, EcgParams(rhythm=name, heart_rate=rate, breathing_rate=rpm, noise_mv=0.02, wander_mv=0.2,
+                               seed=rpm)).next(fs * 120)
+    filtered = quality.band_passed(x, fs)
+    peaks = qrs.refine_peaks(filtered, qrs.detect_r_peaks(x, fs), fs)
+    assert breathing.ecg_breathing_rate(filtered, peaks, fs) == pytest.approx(rpm, abs=1.5)
