@@ -14,6 +14,8 @@ respiration channel.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 from scipy import signal
 
@@ -25,9 +27,13 @@ PROMINENCE = 0.25  # of the 5-95 % swing
 EDR_FS = 4.0
 
 
+@lru_cache(maxsize=16)
+def _sos(fs: float) -> np.ndarray:
+    return signal.butter(2, BAND_HZ, "bandpass", fs=fs, output="sos")
+
+
 def _band(x: np.ndarray, fs: float) -> np.ndarray:
-    sos = signal.butter(2, BAND_HZ, "bandpass", fs=fs, output="sos")
-    return signal.sosfiltfilt(sos, x - np.mean(x))
+    return signal.sosfiltfilt(_sos(fs), x - np.mean(x))
 
 
 def breath_peaks(resp: np.ndarray, fs: float) -> np.ndarray:

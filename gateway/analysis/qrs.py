@@ -8,12 +8,14 @@ chunks of any size gives the same peaks (bit-identical features; see `QrsDetecto
 2. first difference, absolute value (polarity-free, so inverted leads need nothing special;
    less dynamic range than squaring, so small ectopic beats beside large ones still count);
 3. moving-window integration over 150 ms (the width of a broad QRS);
-4. candidates: local maxima of the integrated energy that are the largest within +-200 ms
+4. candidates: local maxima of the integrated energy with no larger one within +-200 ms
    (the refractory period);
 5. adaptive thresholds per candidate (running signal and noise levels), with search-back at
    half threshold when no beat came within 1.66 mean RR, and T-wave rejection: a candidate
    within 360 ms of the previous beat whose steepest slope is under half that beat's is a T
-   wave. Only the candidate loop is Python; it runs about five times a second of signal.
+   wave; after 2 s without a beat the signal level is halved at each candidate until beats
+   return (recovers from an artefact during learning or a drop in amplitude). Only the
+   candidate loop is Python; it runs about once per beat.
 6. each beat is placed on the largest deflection of the band-passed signal in the integration
    window, corrected for the filter's delay. `refine_peaks` then moves it to the extreme of a
    lightly filtered signal (the true R, or S on an inverted lead) where RR timing matters.
@@ -24,9 +26,12 @@ Thresholds and the learning phase follow Pan & Tompkins (1985) and Hamilton & To
 from __future__ import annotations
 
 from collections import deque
+from functools import lru_cache
 
 import numpy as np
-from scipy import ndimage, signal
+from scipy import signal
+
+from gateway.analysis.quality import band_passed
 
 BAND_HZ = (5.0, 15.0)
 INTEGRATION_S = 0.15
@@ -36,11 +41,19 @@ T_WAVE_WINDOW_S = 0.36
 SEARCHBACK_RR = 1.66
 SEARCHBACK_LEVEL = 0.5
 THRESHOLD_FRACTION = 0.25
-T_WAVE_RR = 0.0
 T_SLOPE = 0.5
 LEARNING_S = 2.0
+RECOVER_S = 2.0
 MIN_RATE_HZ = 128.0
 MAX_RATE_HZ = 1000.0
+
+
+@lru_cache(maxsize=16)
+def _design(fs: float) -> tuple[np.ndarray, int]:
+    """The band-pass and its group delay near the QRS's main frequency (samples)."""
+    sos = signal.butter(2, BAND_HZ, "bandpass", fs=fs, output="sos")
+    _, gd = signal.group_delay(signal.sos2tf(sos), w=[10.0], fs=fs)
+    return sos, int(round(float(gd[0])))
 
 
 class QrsDetector:
@@ -50,16 +63,15 @@ class QrsDetector:
         if not MIN_RATE_HZ <= fs <= MAX_RATE_HZ:
             raise ValueError(f"sampling rate {fs:g} Hz outside {MIN_RATE_HZ:g}-{MAX_RATE_HZ:g} Hz")
         self.fs = float(fs)
-        self._sos = signal.butter(2, BAND_HZ, "bandpass", fs=fs, output="sos")
+        self._sos, self._bp_delay = _design(self.fs)
         self._zi = np.zeros((self._sos.shape[0], 2))
         self._n_int = max(3, int(round(INTEGRATION_S * fs)))
-        self._int_b = np.full(self._n_int, 1.0 / self._n_int)
-        self._int_zi = np.zeros(self._n_int - 1)
+        # Moving sum from a running cumulative sum: O(1) per sample, and the same additions in
+        # the same order whatever the chunking, so chunked and whole results are bit-identical.
+        self._csum_tail = np.zeros(self._n_int)  # the last n_int values of the cumulative sum
         self._refractory = int(round(REFRACTORY_S * fs))
         self._t_window = int(round(T_WAVE_WINDOW_S * fs))
-        # Band-pass group delay near the QRS's main frequency, in samples.
-        w, gd = signal.group_delay(signal.sos2tf(self._sos), w=[12.0], fs=fs)
-        self._bp_delay = int(round(float(gd[0])))
+        self._recover = int(round(RECOVER_S * fs))
         # Kept history (absolute index of element 0 is self._base): band-passed signal, its
         # slope and the integrated energy. Decisions need +-refractory of context.
         self._base = 0
@@ -75,17 +87,24 @@ class QrsDetector:
         self._last_beat: int | None = None
         self._last_slope = 0.0
         self._rr: deque[int] = deque(maxlen=8)
-        self._rejected: list[tuple[int, float, float]] = []  # (pos, height, slope) since last beat
+        self._rejected: list[tuple[int, float, float, int]] = []  # (pos, height, slope, R) since last beat
 
     # -- features -------------------------------------------------------------------------
     def _features(self, x: np.ndarray) -> None:
         bp, self._zi = signal.sosfilt(self._sos, x, zi=self._zi)
-        d = np.diff(bp, prepend=self._last_bp)
+        d = np.abs(np.diff(bp, prepend=self._last_bp))
         self._last_bp = float(bp[-1])
-        e, self._int_zi = signal.lfilter(self._int_b, 1.0, np.abs(d), zi=self._int_zi)
-        self._bp = np.concatenate((self._bp, bp))
-        self._slope = np.concatenate((self._slope, np.abs(d)))
-        self._energy = np.concatenate((self._energy, e))
+        hist = np.concatenate((self._csum_tail, d))
+        hist[self._n_int - 1:] = np.cumsum(hist[self._n_int - 1:])  # continues the running sum
+        e = np.subtract(hist[self._n_int:], hist[:-self._n_int])
+        e *= 1.0 / self._n_int
+        self._csum_tail = hist[-self._n_int:].copy()
+        if len(self._bp):
+            self._bp = np.concatenate((self._bp, bp))
+            self._slope = np.concatenate((self._slope, d))
+            self._energy = np.concatenate((self._energy, e))
+        else:  # the first chunk (a whole record in batch use): no copy
+            self._bp, self._slope, self._energy = bp, d, e
 
     def push(self, samples: np.ndarray) -> np.ndarray:
         """Feed samples (any units); the R peaks now final, as absolute sample indices."""
@@ -120,81 +139,80 @@ class QrsDetector:
         seg = e[ctx_lo:ctx_hi]
         if seg.size < 3:
             return np.zeros(0, dtype=np.int64)
-        peak_max = ndimage.maximum_filter1d(seg, 2 * self._refractory + 1, mode="nearest")
-        rising = np.empty(seg.size, dtype=bool)
-        rising[0] = False
-        rising[1:] = seg[1:] > seg[:-1]
-        is_cand = (seg == peak_max) & rising & (seg > 0)
-        idx = np.flatnonzero(is_cand) + ctx_lo
+        # Samples that are the maximum of +-refractory around them: found among the local maxima
+        # by comparing each with its few neighbours, cheaper than a running maximum.
+        q = np.flatnonzero((seg[1:-1] > seg[:-2]) & (seg[1:-1] >= seg[2:])) + 1
+        h = seg[q]
+        r = self._refractory
+        # A window's maximum lies at one of its local maxima or at one of its two ends.
+        keep = (h > 0) & (h >= seg[np.maximum(q - r, 0)]) & (h >= seg[np.minimum(q + r, len(seg) - 1)])
+        for off in range(1, len(q)):
+            near = (q[off:] - q[:-off]) <= r
+            if not near.any():
+                break
+            left, right = h[:-off], h[off:]
+            keep[:-off] &= ~(near & (right > left))
+            keep[off:] &= ~(near & (left > right))
+        idx = q[keep] + ctx_lo
         idx = idx[(idx >= lo) & (idx < hi)]
+        # Per-candidate features, vectorised: steepest slope and largest band-passed deflection
+        # in the integration window that ends at the candidate.
+        win = np.clip(idx[:, None] + np.arange(-self._n_int, 1)[None, :], 0, None)
+        slopes = self._slope[win].max(axis=1)
+        bp_win = win[:, 1:]
+        locs = bp_win[np.arange(len(idx)), np.argmax(np.abs(self._bp[bp_win]), axis=1)]
+        locs = np.maximum(0, locs + self._base - self._bp_delay)
         beats: list[int] = []
-        for i in idx.tolist():
-            self._decide(i, beats)
+        for pos, height, slope, loc in zip((idx + self._base).tolist(), e[idx].tolist(), slopes.tolist(),
+                                           locs.tolist()):
+            self._decide(pos, height, slope, loc, beats)
         self._scanned = end
         self._trim()
         return np.asarray(beats, dtype=np.int64)
 
-    def _slope_at(self, i: int) -> float:
-        """Steepest slope within the integration window ending at energy index i."""
-        a = max(0, i - self._n_int)
-        return float(self._slope[a:i + 1].max())
-
-    def _locate(self, i: int) -> int:
-        """Absolute sample of the R peak for an energy maximum at relative index i."""
-        a = max(0, i - self._n_int + 1)
-        return int(a + int(np.argmax(np.abs(self._bp[a:i + 1]))) + self._base - self._bp_delay)
-
-    def _accept(self, i: int, height: float, slope: float, beats: list[int], weight: float) -> None:
-        pos = i + self._base
+    def _accept(self, pos: int, height: float, slope: float, loc: int, beats: list[int], weight: float) -> None:
         if self._last_beat is not None:
             self._rr.append(pos - self._last_beat)
         self._spk = weight * height + (1 - weight) * self._spk
         self._last_beat = pos
         self._last_slope = slope
         self._rejected.clear()
-        beats.append(max(0, self._locate(i)))
+        beats.append(loc)
 
     def _threshold(self) -> float:
         return self._npk + THRESHOLD_FRACTION * (self._spk - self._npk)
 
-    def _decide(self, i: int, beats: list[int]) -> None:
-        pos = i + self._base
-        height = float(self._energy[i])
-        slope = self._slope_at(i)
+    def _decide(self, pos: int, height: float, slope: float, loc: int, beats: list[int]) -> None:
+        # No beat for 2 s: the signal level was overestimated (an artefact during learning, or
+        # a sudden drop in amplitude). Halve it at each candidate until beats are found again.
+        if pos - (self._last_beat if self._last_beat is not None else 0) > self._recover:
+            self._spk = max(self._npk, 0.5 * self._spk)
         # Search back for a missed beat when the gap since the last one is too long.
         if self._last_beat is not None and len(self._rr) >= 2 and self._rejected:
-            rr_mean = float(np.mean(self._rr))
+            rr_mean = sum(self._rr) / len(self._rr)
             if pos - self._last_beat > SEARCHBACK_RR * rr_mean:
-                half = SEARCHBACK_LEVEL * self._threshold()
-                best = max((r for r in self._rejected if r[1] > half
+                level = SEARCHBACK_LEVEL * self._threshold()
+                best = max((r for r in self._rejected if r[1] > level
                             and r[0] - self._last_beat > self._refractory
                             and pos - r[0] > self._refractory), key=lambda r: r[1], default=None)
                 if best is not None:
-                    self._accept(best[0] - self._base, best[1], best[2], beats, 0.25)
+                    self._accept(*best, beats, 0.25)
         if self._last_beat is not None and pos - self._last_beat <= self._refractory:
             self._npk = 0.125 * height + 0.875 * self._npk
             return
         if height > self._threshold():
-            t_window = self._t_window
-            if T_WAVE_RR and len(self._rr) >= 2:
-                t_window = max(t_window, int(T_WAVE_RR * float(np.mean(self._rr))))
-            if (self._last_beat is not None and pos - self._last_beat < t_window
+            if (self._last_beat is not None and pos - self._last_beat < self._t_window
                     and slope < T_SLOPE * self._last_slope):
                 self._npk = 0.125 * height + 0.875 * self._npk  # a T wave
                 return
-            self._accept(i, height, slope, beats, 0.125)
+            self._accept(pos, height, slope, loc, beats, 0.125)
         else:
             self._npk = 0.125 * height + 0.875 * self._npk
-            self._rejected.append((pos, height, slope))
+            self._rejected.append((pos, height, slope, loc))
 
     def _trim(self) -> None:
-        """Drop history no longer needed (keep 3 s plus the search-back span)."""
-        keep_from = self._scanned - self._refractory - 2 - int(3 * self.fs)
-        if self._last_beat is not None:
-            keep_from = min(keep_from, self._last_beat - self._n_int - 1)
-        if self._rejected:
-            keep_from = min(keep_from, self._rejected[0][0] - self._n_int - 1)
-        cut = keep_from - self._base
+        """Drop history the next scan cannot need (its context and integration windows)."""
+        cut = self._scanned - max(self._refractory + 1, self._n_int) - 2 - self._base
         if cut > 4 * self.fs:  # trim in large steps; concatenation is the cost
             self._bp = self._bp[cut:]
             self._slope = self._slope[cut:]
@@ -219,3 +237,9 @@ def refine_peaks(filtered: np.ndarray, peaks: np.ndarray, fs: float) -> np.ndarr
     rows = filtered[centres[:, None] + np.arange(-w, w + 1)[None, :]]
     dev = np.abs(rows - np.median(rows, axis=1, keepdims=True))
     return np.unique(centres - w + np.argmax(dev, axis=1))
+
+
+def r_peaks(samples: np.ndarray, fs: float) -> np.ndarray:
+    """Detected and refined R peaks of a whole recording (what `analyse_ecg` reports)."""
+    x = np.asarray(samples, dtype=float)
+    return refine_peaks(band_passed(x, fs), detect_r_peaks(x, fs), fs)

@@ -10,6 +10,7 @@ are mostly not clean is unreadable.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 from scipy import signal
@@ -19,11 +20,15 @@ QRS_HALF_WIDTH_S = 0.1
 BAND_HZ = (1.0, 40.0)
 
 
+@lru_cache(maxsize=16)
+def _band(fs: float) -> np.ndarray:
+    return signal.butter(2, (BAND_HZ[0], min(BAND_HZ[1], 0.45 * fs)), "bandpass", fs=fs, output="sos")
+
+
 def band_passed(samples: np.ndarray, fs: float) -> np.ndarray:
     """Zero-phase 1-40 Hz copy of a recording (wander, hum and high-frequency noise removed)."""
     x = np.asarray(samples, dtype=float)
-    high = min(BAND_HZ[1], 0.45 * fs)
-    sos = signal.butter(2, (BAND_HZ[0], high), "bandpass", fs=fs, output="sos")
+    sos = _band(fs)
     if len(x) <= 3 * (2 * len(sos) + 1):
         return x - x.mean() if len(x) else x
     return signal.sosfiltfilt(sos, x)
