@@ -136,6 +136,7 @@ async def run_demo(duration: float = 60.0, speed: float = 1.0, data_dir: str | P
                     "dead_letters": spool_stats["dead_letters"], "spool": str(data / "spool.db")},
         "emulator": {"patient_id": patient_id, "recordings": len(recordings),
                      "durations_ms": [r["duration"] for r in recordings],
+                     "analysis": [f"{r.get('algorithmDetermination')} {r.get('heartRate')} bpm" for r in recordings],
                      "store": str(data / "cloud" / "kardia.db"), "data_dir": str(data / "cloud")},
         "hub": {"ecg_summaries": len(hub_items), "store": str(data / "cloud" / "humanapi.db"),
                 "matches_recordings": sorted(round(h["duration"] * 1000) for h in hub_items)
@@ -166,6 +167,7 @@ def print_summary(s: dict[str, Any], out: TextIO = sys.stdout) -> None:
         f"uploaded {gw['uploaded']} recordings, {gw['pending']} pending, {gw['dead_letters']} dead letters",
         f"  emulator   stored {emu['recordings']} recordings ({', '.join(f'{d / 1000:g} s' for d in emu['durations_ms'])})"
         f" = {chk['samples_stored']} samples for patient {emu['patient_id']}",
+        f"  analysis   {'; '.join(emu['analysis']) or 'none'} (heartRate, algorithmDetermination per recording)",
         f"  hub        {s['hub']['ecg_summaries']} ECG summaries"
         f" ({'one per recording' if s['hub']['matches_recordings'] else 'NOT one per recording'})",
         f"  check      bit-exact: {'yes' if chk['bit_exact'] else 'NO'}; duplicates: {chk['duplicate_samples']};"

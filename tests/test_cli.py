@@ -131,6 +131,8 @@ def test_demo_runs_the_whole_chain_and_reports_json(tmp_path):
     check = summary["check"]
     assert check["bit_exact"] and check["samples_sent"] == check["samples_stored"] == 12_000
     assert summary["emulator"]["durations_ms"] == [30_000, 10_000]  # a full recording, then the final partial one
+    # The default 70 bpm sinus rhythm, analysed by the gateway; 10 s is too short for a rhythm.
+    assert summary["emulator"]["analysis"] == ["normal 70 bpm", "too_short 70 bpm"]
     assert summary["gateway"]["gaps"] == 0 and summary["gateway"]["dead_letters"] == 0
     assert summary["hub"] == {**summary["hub"], "ecg_summaries": 2, "matches_recordings": True}
     assert (tmp_path / "spool.db").exists() and (tmp_path / "cloud" / "kardia.db").exists()
