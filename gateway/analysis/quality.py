@@ -78,3 +78,16 @@ def beat_quality(filtered: np.ndarray, peaks: np.ndarray, fs: float) -> BeatQual
     template = np.median(rows, axis=0)
     corr[fits] = row_correlation(rows, template)
     return BeatQuality(corr, corr >= CLEAN_CORRELATION, template)
+
+
+def readable_windows(peaks: np.ndarray, clean: np.ndarray, n_samples: int, fs: float,
+                     window_s: float = 5.0) -> np.ndarray:
+    """Per consecutive window: True when it holds at least two beats and most of them are clean."""
+    peaks = np.asarray(peaks, dtype=np.int64)
+    width = int(round(window_s * fs))
+    n_win = max(0, n_samples // width)
+    win = peaks // width
+    ok = win < n_win
+    total = np.bincount(win[ok], minlength=n_win)
+    good = np.bincount(win[ok], weights=np.asarray(clean, dtype=float)[ok], minlength=n_win)
+    return (total >= 2) & (good * 2 > total)
