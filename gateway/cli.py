@@ -3,6 +3,8 @@
     wearable-gateway run --config FILE        run the gateway until SIGTERM/SIGINT
     wearable-gateway check-config FILE        validate a configuration
     wearable-gateway demo [--duration S]      the whole chain against simulators, no configuration
+    wearable-gateway status [--config FILE]   ask the running daemon: devices, links, backlog, uplinks
+    wearable-gateway doctor --config FILE     check this machine: BLE, serial, clock, disk, uplinks
     wearable-gateway spool --config FILE      what the spool holds (and --requeue-dead)
     wearable-gateway drivers                  the installed device drivers
 """
@@ -29,14 +31,70 @@ def _load_config(path: str):
 
 
 def _run(args: argparse.Namespace) -> int:
-    from gateway import daemon
+    from gateway import daemon, logs
 
     config = _load_config(args.config)
     if config is None:
         return 2
-    logging.basicConfig(level=args.log_level or config.log_level,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return asyncio.run(daemon.run(config))
+    logs.setup(args.log_level or config.log_level, args.log_format or config.log_format, config.secrets())
+    try:
+        return asyncio.run(daemon.run(config))
+    except OSError as exc:  # e.g. the status port is taken: say so in one line, exit non-zero
+        logging.getLogger("gateway").critical("cannot start: %s", exc)
+        return 1
+
+
+def _status(args: argparse.Namespace) -> int:
+    import httpx
+
+    from gateway.config import StatusConfig
+
+    status = StatusConfig()
+    if args.config:
+        config = _load_config(args.config)
+        if config is None:
+            return 2
+        status = config.status
+    url = (args.url or status.url).rstrip("/")
+    auth = ("", status.password) if status.password else None
+    try:
+        r = httpx.get(f"{url}/api/status", auth=auth, timeout=5)
+        r.raise_for_status()
+    except httpx.HTTPError as exc:
+        print(f"wearable-gateway status: no answer from {url} ({exc}); is the daemon running?"
+              " (systemctl status wearable-gateway)", file=sys.stderr)
+        return 1
+    s = r.json()
+    if args.json:
+        print(json.dumps(s, indent=2))
+        return 0
+    print(f"wearable-gateway {s['version']}, up {s['uptime_s']:.0f} s, spool {s['spool']['file_bytes'] / 1e6:.1f} MB,"
+          f" {s['spool']['dead_letters']} dead letter(s), {s['spool'].get('evicted', 0)} evicted")
+    now = s["started_at"] + s["uptime_s"]
+    for d in s["devices"]:
+        age = f"{now - d['last_data']:.1f} s ago" if d["last_data"] else "never"
+        print(f"  device {d['name']:12} link {'up' if d['connected'] else 'DOWN':4}  last data {age:>12}"
+              f"  samples {d['driver_counters'].get('samples', 0)}  bad frames {d['bad_frames']}"
+              f"  gaps {d['pipeline_counters'].get('gaps', 0)}")
+    for u in s["uplinks"]:
+        b = s["spool"]["uplinks"].get(u["name"], {"pending": 0, "oldest_age_s": 0})
+        health = "ok" if not u["last_error"] else f"last error: {u['last_error'][:80]}"
+        print(f"  uplink {u['name']:12} waiting {b['pending']:>4} (oldest {b['oldest_age_s']:.0f} s)"
+              f"  sent {u['counters'].get('acked', 0)}  retried {u['counters'].get('retried', 0)}  {health}")
+    for e in s["errors"][-5:]:
+        print(f"  recent {e['level']}: {e['message'][:160]}")
+    return 0
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from gateway.doctor import FAIL, run_checks
+
+    checks = run_checks(args.config)
+    for c in checks:
+        print(f"{c.state:4}  {c.name:18} {c.detail}")
+    failed = [c for c in checks if c.state == FAIL]
+    print(f"{len(failed)} problem(s)" if failed else "no problems found")
+    return 1 if failed else 0
 
 
 def _check_config(args: argparse.Namespace) -> int:
@@ -99,7 +157,18 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the gateway daemon")
     run.add_argument("--config", required=True, help="TOML configuration file")
     run.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    run.add_argument("--log-format", choices=("text", "json"), help="one line per event as text or JSON")
     run.set_defaults(func=_run)
+
+    st = sub.add_parser("status", help="ask the running daemon how it is doing")
+    st.add_argument("--config", help="the daemon's configuration (for the status address and password)")
+    st.add_argument("--url", help="the status server (default from the configuration, else http://127.0.0.1:8765)")
+    st.add_argument("--json", action="store_true", help="print the whole status as JSON")
+    st.set_defaults(func=_status)
+
+    doc = sub.add_parser("doctor", help="check BLE, serial permissions, clock, disk and uplinks")
+    doc.add_argument("--config", required=True)
+    doc.set_defaults(func=_doctor)
 
     check = sub.add_parser("check-config", help="validate a configuration file")
     check.add_argument("file")

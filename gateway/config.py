@@ -3,12 +3,18 @@
     [gateway]
     timezone = "Europe/Berlin"        # optional; the UTC offset of recordedAt and other times (default: UTC)
     log_level = "INFO"
+    log_format = "text"               # "text": one line per event; "json": one JSON object per line
     drain_on_stop = 5.0               # on SIGTERM, seconds the uplinks get to deliver the last packages
 
     [spool]
     path = "/var/lib/wearable-gateway/spool.db"   # relative paths are relative to this file
     sync = "full"                     # "full": fsync every commit; "normal": survives crashes, not power cuts
     journal_interval = 1.0            # seconds of samples at most held only in RAM
+    max_mb = 0                        # cap on what the spool holds (0: no cap); waveforms give way first
+
+    [status]                          # the status page, /metrics and /api/status
+    listen = "127.0.0.1:8765"         # loopback by default; another address needs a password
+    password_env = "GATEWAY_STATUS_PASSWORD"   # or password = "..."; HTTP Basic, any user name
 
     [uplinks.kardia]
     type = "kardia"
@@ -31,6 +37,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -50,6 +57,8 @@ UPLINK_TYPES = ("kardia", "humanapi")
 CREDENTIAL = {"kardia": "api_key", "humanapi": "token"}
 SYNC_MODES = ("full", "normal")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+LOG_FORMATS = ("text", "json")
+DEFAULT_STATUS_LISTEN = "127.0.0.1:8765"
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -69,6 +78,23 @@ class SpoolConfig:
     path: Path
     sync: str = "full"
     journal_interval: float = 1.0
+    max_bytes: int = 0  # 0: no cap
+
+
+@dataclass
+class StatusConfig:
+    """The daemon's HTTP face: status page, /metrics, /api/status."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 8765
+    password: str | None = field(repr=False, default=None)
+
+    @property
+    def url(self) -> str:
+        """Where a local client reaches it."""
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://{'[' + host + ']' if ':' in host else host}:{self.port}"
 
 
 @dataclass
@@ -109,6 +135,13 @@ class Config:
     log_level: str = "INFO"
     drain_on_stop: float = 5.0
     source: str = "<memory>"
+    log_format: str = "text"
+    status: StatusConfig = field(default_factory=StatusConfig)
+
+    def secrets(self) -> list[str]:
+        """Every credential in the configuration (the logs must never show one)."""
+        out = [s for u in self.uplinks.values() for s in u.secrets()]
+        return out + ([self.status.password] if self.status.password else [])
 
 
 class _Checker:
@@ -184,10 +217,10 @@ def parse(data: Mapping[str, Any], base_dir: Path, env: Mapping[str, str] | None
     """Validate an already-parsed configuration; relative paths resolve against base_dir."""
     env = os.environ if env is None else env
     c = _Checker()
-    c.unknown(data, {"gateway", "spool", "uplinks", "devices"}, "")
+    c.unknown(data, {"gateway", "spool", "uplinks", "devices", "status"}, "")
 
     gw = c.table(data, "gateway", "gateway", required=False)
-    c.unknown(gw, {"timezone", "log_level", "drain_on_stop"}, "gateway")
+    c.unknown(gw, {"timezone", "log_level", "log_format", "drain_on_stop"}, "gateway")
     tz = None
     tz_name = c.string(gw, "timezone", "gateway", required=False)
     if tz_name:
@@ -196,14 +229,17 @@ def parse(data: Mapping[str, Any], base_dir: Path, env: Mapping[str, str] | None
         except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a "name" too long for a file
             c.err("gateway.timezone", f"unknown time zone {tz_name!r} (use an IANA name such as Europe/Berlin)")
     log_level = c.choice(gw, "log_level", "gateway", LOG_LEVELS, "INFO")
+    log_format = c.choice(gw, "log_format", "gateway", LOG_FORMATS, "text")
     drain_on_stop = c.number(gw, "drain_on_stop", "gateway", 5.0, 0.0, 300.0)
 
     sp = c.table(data, "spool", "spool")
-    c.unknown(sp, {"path", "sync", "journal_interval"}, "spool")
+    c.unknown(sp, {"path", "sync", "journal_interval", "max_mb"}, "spool")
     spool_path = c.string(sp, "path", "spool") or "spool.db"
     spool = SpoolConfig(path=(base_dir / spool_path).resolve() if not Path(spool_path).is_absolute() else Path(spool_path),
                         sync=c.choice(sp, "sync", "spool", SYNC_MODES, "full"),
-                        journal_interval=c.number(sp, "journal_interval", "spool", 1.0, 0.05, 60.0))
+                        journal_interval=c.number(sp, "journal_interval", "spool", 1.0, 0.05, 60.0),
+                        max_bytes=int(c.number(sp, "max_mb", "spool", 0.0, 0.0, 1e6) * 1_000_000))
+    status = _status(c, c.table(data, "status", "status", required=False), env)
 
     uplinks: dict[str, UplinkConfig] = {}
     for name, up in c.table(data, "uplinks", "uplinks").items():
@@ -270,7 +306,37 @@ def parse(data: Mapping[str, Any], base_dir: Path, env: Mapping[str, str] | None
 
     if c.errors:
         raise ConfigError(source, c.errors)
-    return Config(spool, uplinks, devices, tz, log_level, drain_on_stop, source)
+    return Config(spool, uplinks, devices, tz, log_level, drain_on_stop, source, log_format, status)
+
+
+def _status(c: _Checker, st: Mapping[str, Any], env: Mapping[str, str]) -> StatusConfig:
+    """The [status] table: where the status server listens and, off loopback, its password."""
+    c.unknown(st, {"enabled", "listen", "password", "password_env"}, "status")
+    enabled = st.get("enabled", True)
+    if not isinstance(enabled, bool):
+        c.err("status.enabled", "must be true or false")
+        enabled = True
+    listen = c.string(st, "listen", "status", default=DEFAULT_STATUS_LISTEN) or DEFAULT_STATUS_LISTEN
+    host, _, port_text = listen.rpartition(":")
+    host = host.strip("[]")
+    port = int(port_text) if port_text.isdigit() else -1
+    if not host or not 0 <= port < 65536:
+        c.err("status.listen", f"must be HOST:PORT (port 0: any free port), not {listen!r}")
+        return StatusConfig(enabled)
+    password = None
+    if "password" in st or "password_env" in st:
+        password = _secret(c, st, "password", "status", env)
+    elif enabled and not _is_loopback(host):
+        c.err("status.password", f"required when the status page listens beyond loopback ({listen});"
+                                 " set password_env (or password)")
+    return StatusConfig(enabled, host, port, password)
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def _secret(c: _Checker, table: Mapping[str, Any], key: str, path: str, env: Mapping[str, str]) -> str | None:

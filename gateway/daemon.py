@@ -13,14 +13,18 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from gateway import drivers
+from gateway import __version__, drivers
 from gateway.config import Config, DeviceConfig, UplinkConfig
-from gateway.drivers.base import Driver
+from gateway.drivers.base import Driver, bad_frames
+from gateway.logs import RecentErrors
+from gateway.metrics import GatewayMetrics
 from gateway.packagers.base import Packager
 from gateway.packagers.humanapi import HubEcgPackager
 from gateway.packagers.kardia import KardiaRecordingPackager
 from gateway.pipeline import DevicePipeline
 from gateway.spool import AsyncSpool
+from gateway.status.server import StatusServer
+from gateway.systemd import Notifier
 from gateway.transports import LINK_DOWN, LinkEvent, Transport, open_transport
 from gateway.uplinks.base import Uplink
 from gateway.uplinks.humanapi import HumanApiUplink
@@ -67,6 +71,7 @@ class DeviceRunner:
         """Link state, counters and streams."""
         return {"name": self.config.name, "driver": self.config.driver, "transport": self.transport.address,
                 "connected": self.transport.connected, "last_data": self.last_data,
+                "bad_frames": bad_frames(self.driver.counters),
                 "transport_counters": dict(self.transport.counters), "driver_counters": dict(self.driver.counters),
                 "pipeline_counters": dict(self.pipeline.counters), "streams": self.pipeline.status()}
 
@@ -74,8 +79,14 @@ class DeviceRunner:
 class Gateway:
     """Builds the pieces from a Config and runs them until stopped."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, notifier: Notifier | None = None) -> None:
         self.config = config
+        self.metrics = GatewayMetrics()
+        self.notifier = notifier or Notifier()
+        self.errors = RecentErrors(config.secrets())
+        self.status_server: StatusServer | None = None
+        self.started_at = time.time()
+        self._watchdog_task: asyncio.Task | None = None
         self.spool: AsyncSpool | None = None
         self.uplinks: dict[str, Uplink] = {}
         self.devices: list[DeviceRunner] = []
@@ -90,14 +101,17 @@ class Gateway:
     async def start(self) -> None:
         """Open the spool, recover what a previous run left, start uplinks and devices."""
         cfg = self.config
-        self.spool = AsyncSpool(cfg.spool.path, cfg.spool.sync)
+        self.spool = AsyncSpool(cfg.spool.path, cfg.spool.sync, cfg.spool.max_bytes)
         for up in cfg.uplinks.values():
             uplink = build_uplink(up)
             self.uplinks[up.name] = uplink
             self.spool.on_commit(uplink.wake)
+            uplink.on_ack = self.metrics.acked.labels(up.name).observe
         for dev in cfg.devices:
             pipeline = DevicePipeline(dev.name, build_packagers(dev, cfg), self.spool, cfg.spool.journal_interval)
+            pipeline.on_durable = self.metrics.durable.labels(dev.name).observe
             self.devices.append(DeviceRunner(dev, open_transport(dev.transport), drivers.load(dev.driver)(), pipeline))
+        logging.getLogger().addHandler(self.errors)
         await self._recover()
         for uplink in self.uplinks.values():
             self._uplink_tasks.append(asyncio.create_task(uplink.run(self.spool, self._stop_uplinks),
@@ -105,8 +119,13 @@ class Gateway:
         for runner in self.devices:
             self._device_tasks.append(asyncio.create_task(self._run_device(runner), name=f"device {runner.config.name}"))
         self._tick_task = asyncio.create_task(self._tick(), name="journal tick")
+        if cfg.status.enabled:
+            self.status_server = StatusServer(self, cfg.status.host, cfg.status.port, cfg.status.password)
+            await self.status_server.start()
+        self._watchdog_task = asyncio.create_task(self.notifier.watchdog(), name="systemd watchdog")
         log.info("gateway started: %d device(s), %d uplink(s), spool %s (sync=%s)", len(self.devices),
                  len(self.uplinks), cfg.spool.path, cfg.spool.sync)
+        self.notifier.ready(f"{len(self.devices)} device(s), {len(self.uplinks)} uplink(s)")
 
     async def _recover(self) -> None:
         assert self.spool is not None
@@ -177,6 +196,7 @@ class Gateway:
         if self.stopped:
             return
         self.stopped = True
+        self.notifier.stopping()
         self._stop_devices.set()
         for runner in self.devices:
             await runner.transport.close()  # each stream ends after the chunk in hand...
@@ -196,8 +216,15 @@ class Gateway:
             await self.drain(drain_timeout)
         self._stop_uplinks.set()
         await asyncio.gather(*self._uplink_tasks, return_exceptions=True)
+        if self.status_server is not None:
+            await self.status_server.stop()
+        if self._watchdog_task is not None:
+            self._watchdog_task.cancel()
+            await asyncio.gather(self._watchdog_task, return_exceptions=True)
         if self.spool is not None:
             await self.spool.close()
+        logging.getLogger().removeHandler(self.errors)
+        self.notifier.close()
         log.info("gateway stopped")
 
     async def drain(self, timeout: float) -> bool:
@@ -216,6 +243,11 @@ class Gateway:
         spool = await self.spool.call(self.spool.spool.stats) if self.spool else {}
         return {"devices": [r.status() for r in self.devices],
                 "uplinks": [u.status() for u in self.uplinks.values()], "spool": spool}
+
+    async def full_status(self) -> dict[str, Any]:
+        """status() plus version, uptime and the recent warnings and errors (the status page's data)."""
+        return {"version": __version__, "started_at": self.started_at, "uptime_s": time.time() - self.started_at,
+                **(await self.status()), "errors": list(self.errors.items)}
 
 
 async def run(config: Config) -> int:

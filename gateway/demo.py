@@ -21,8 +21,9 @@ from typing import Any, TextIO
 import httpx
 import numpy as np
 
-from gateway.config import Config, DeviceConfig, SpoolConfig, UplinkConfig
+from gateway.config import Config, DeviceConfig, SpoolConfig, StatusConfig, UplinkConfig
 from gateway.daemon import Gateway
+from gateway.drivers.base import bad_frames
 from gateway.spool import Spool
 from simulators.cloud.app import Credentials, build_app
 from simulators.cloud.server import BackgroundServer
@@ -80,7 +81,8 @@ async def run_demo(duration: float = 60.0, speed: float = 1.0, data_dir: str | P
             uplinks={"kardia": UplinkConfig("kardia", "kardia", kardia_url, api_key),
                      "hub": UplinkConfig("hub", "humanapi", hub_url, hub_token)},
             devices=[DeviceConfig(DEVICE, "kardiamobile", f"serial://{port.path}", ["kardia", "hub"], patient_id,
-                                  recording_seconds)])
+                                  recording_seconds)],
+            status=StatusConfig(port=0))  # any free port: the demo must run beside a real gateway
         gateway = Gateway(config)
         await gateway.start()
 
@@ -93,6 +95,9 @@ async def run_demo(duration: float = 60.0, speed: float = 1.0, data_dir: str | P
         sim = threading.Thread(target=simulate, name="simulator", daemon=True)
         print(f"demo: {source.rhythm} ECG at {source.heart_rate:g} bpm for {duration:g} s (x{speed:g}) on {port.path}"
               f" -> gateway -> Kardia emulator at {kardia_url}", file=out, flush=True)
+        if gateway.status_server is not None:
+            print(f"demo: live status page http://127.0.0.1:{gateway.status_server.port}/ (metrics on /metrics)",
+                  file=out, flush=True)
         runner = gateway.devices[0]
         sim.start()
         while sim.is_alive():
@@ -130,7 +135,7 @@ async def run_demo(duration: float = 60.0, speed: float = 1.0, data_dir: str | P
         "wall_seconds": round(time.monotonic() - t_start, 2),
         "simulator": {"port": port.path, **(sim_result[0].as_dict() if sim_result else {})},
         "gateway": {"samples_read": counters["samples"], "gaps": len(gaps),
-                    "bad_frames": counters["crc_errors"] + sum(v for k, v in counters.items() if k.startswith("bad_")),
+                    "bad_frames": bad_frames(counters),
                     "uploaded": spool_stats["uplinks"].get("kardia", {}).get("acked", 0),
                     "pending": spool_stats["uplinks"].get("kardia", {}).get("pending", 0),
                     "dead_letters": spool_stats["dead_letters"], "spool": str(data / "spool.db")},

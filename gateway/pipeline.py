@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -74,6 +75,7 @@ class DevicePipeline:
         self.streams: dict[StreamId, _Stream] = {}
         self.counters: Counter[str] = Counter()
         self._dirty: set[StreamId] = set()
+        self.on_durable: Callable[[float], None] | None = None  # age (s) of the oldest sample each commit saved
 
     # -- driver events ------------------------------------------------------------------
 
@@ -265,7 +267,10 @@ class DevicePipeline:
             end = moved_to.get(sid, st.ring.end)
             cursors = {u: end for u in st.cursors} if sid in moved_to else dict(st.cursors)
             rows.append(StreamRow(sid.key, self.device, info_to_json(st.info), end, cursors, st.clock.offset))
+        fresh = [st.clock.time_of(st.journaled) for _, st in touched if st.ring.end > st.journaled]
         await self.spool.commit(packages=batch.packages, gaps=batch.gaps, journal=journal, streams=rows)
+        if self.on_durable and fresh:
+            self.on_durable(time.time() - min(fresh))
         self.counters["packages"] += len(batch.packages)
         self.counters["commits"] += 1
         for sid, st in touched:
@@ -279,6 +284,14 @@ class DevicePipeline:
             else:
                 st.ring.release(st.min_cursor())
         self._dirty.clear()
+
+    def recent(self, channel: str, n: int) -> tuple[np.ndarray, float, float] | None:
+        """The last n samples (or fewer) of a channel held in RAM: (samples, rate, time after the last)."""
+        live = [st for sid, st in self.streams.items() if sid.channel == channel and st.started and len(st.ring)]
+        if not live:
+            return None
+        st = max(live, key=lambda s: s.last_arrival or 0.0)  # the newest session
+        return st.ring.latest(n), float(st.fs), st.clock.time_of(st.ring.end)
 
     def status(self) -> list[dict]:
         """Per stream: samples, last arrival, what is held in RAM and what is durable."""

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sqlite3
 import time
 from collections.abc import Callable, Iterable
@@ -35,7 +36,9 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-SCHEMA_VERSION = 1
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 2  # 2: packages.evictable (the size cap's policy)
 SYNC_MODES = ("full", "normal")
 
 _SCHEMA = """
@@ -54,6 +57,7 @@ CREATE TABLE IF NOT EXISTS packages (
     attempts INTEGER NOT NULL DEFAULT 0,
     next_attempt_at REAL NOT NULL DEFAULT 0,
     last_error TEXT,
+    evictable INTEGER NOT NULL DEFAULT 0,
     UNIQUE (uplink, key)
 );
 CREATE INDEX IF NOT EXISTS packages_due ON packages (uplink, next_attempt_at, id);
@@ -121,6 +125,7 @@ class Package:
     sample_time: float  # wall time of the first sample
     content_type: str
     body: bytes
+    evictable: bool = False  # a waveform that may give way at the size cap; events never do
 
 
 @dataclass
@@ -181,9 +186,11 @@ class Recovered:
 class Spool:
     """Synchronous spool; use from one thread (AsyncSpool does that for the daemon)."""
 
-    def __init__(self, path: str | Path, sync: str = "full") -> None:
+    def __init__(self, path: str | Path, sync: str = "full", max_bytes: int = 0) -> None:
         if sync not in SYNC_MODES:
             raise ValueError(f"spool sync must be one of {SYNC_MODES}, not {sync!r}")
+        self.max_bytes = max_bytes
+        self._over_cap_logged = 0.0
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -193,6 +200,9 @@ class Spool:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             raise RuntimeError(f"{self.path} has spool schema {version}; this gateway knows {SCHEMA_VERSION}")
+        columns = {r[1] for r in self._db.execute("PRAGMA table_info(packages)")}
+        if columns and "evictable" not in columns:  # a version 1 spool: add the column, keep the data
+            self._db.execute("ALTER TABLE packages ADD COLUMN evictable INTEGER NOT NULL DEFAULT 0")
         self._db.executescript(_SCHEMA)
         self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
@@ -217,8 +227,9 @@ class Spool:
             for p in packages:
                 cur = db.execute(
                     "INSERT INTO packages (uplink, key, kind, stream, first, end, sample_time, created_at,"
-                    " content_type, body) VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT (uplink, key) DO NOTHING",
-                    (p.uplink, p.key, p.kind, p.stream, p.first, p.end, p.sample_time, now, p.content_type, p.body))
+                    " content_type, body, evictable) VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (uplink, key)"
+                    " DO NOTHING", (p.uplink, p.key, p.kind, p.stream, p.first, p.end, p.sample_time, now,
+                                    p.content_type, p.body, int(p.evictable)))
                 added += cur.rowcount
             for j in journal:
                 db.execute("INSERT INTO journal (stream, first, n, dtype, t_first, samples) VALUES (?,?,?,?,?,?)",
@@ -235,7 +246,44 @@ class Spool:
                     (s.key, s.device, json.dumps(s.info), s.next_counter, json.dumps(s.cursors), s.clock_offset, now))
                 if s.cursors:  # journal rows every uplink has packaged are redundant now
                     db.execute("DELETE FROM journal WHERE stream = ? AND first + n <= ?", (s.key, min(s.cursors.values())))
+            if self.max_bytes and added:
+                self._enforce_cap(db)
         return added
+
+    def held_bytes(self) -> int:
+        """Bytes of payload the spool holds: package bodies, journaled samples, dead letters."""
+        (n,) = self._db.execute(
+            "SELECT (SELECT COALESCE(SUM(LENGTH(body)), 0) FROM packages)"
+            " + (SELECT COALESCE(SUM(LENGTH(samples)), 0) FROM journal)"
+            " + (SELECT COALESCE(SUM(LENGTH(body)), 0) FROM dead_letters)").fetchone()
+        return n
+
+    def _enforce_cap(self, db: sqlite3.Connection) -> None:
+        """Over the cap: evict waveform packages, oldest first, each counted and logged.
+
+        Events (heart-rate and blood-pressure readings, summaries) are never evicted, nor are
+        the journal and dead letters; if they alone exceed the cap, the cap is exceeded.
+        """
+        excess = self.held_bytes() - self.max_bytes
+        if excess <= 0:
+            return
+        victims = []
+        for pid, uplink, key, size in db.execute(
+                "SELECT id, uplink, key, LENGTH(body) FROM packages WHERE evictable = 1 ORDER BY created_at, id"):
+            victims.append((pid, uplink, key, size))
+            excess -= size
+            if excess <= 0:
+                break
+        for pid, uplink, key, size in victims:
+            db.execute("DELETE FROM packages WHERE id = ?", (pid,))
+            self._bump(db, "evicted")
+            self._bump(db, "evicted_bytes", size)
+            log.warning("spool over its %.1f MB cap: evicted waveform package %s for %s (%d bytes, never sent)",
+                        self.max_bytes / 1e6, key, uplink, size)
+        if excess > 0 and time.monotonic() - self._over_cap_logged > 60:
+            self._over_cap_logged = time.monotonic()
+            log.warning("spool holds %d bytes over its %.1f MB cap in events, journal and dead letters,"
+                        " which are never evicted", excess, self.max_bytes / 1e6)
 
     def ack(self, package_id: int) -> None:
         """The receiver acknowledged the package: delete it."""
@@ -345,7 +393,9 @@ class Spool:
         (journal,) = self._db.execute("SELECT COALESCE(SUM(n), 0) FROM journal").fetchone()
         (gaps, missing) = self._db.execute("SELECT COUNT(*), COALESCE(SUM(missing), 0) FROM gaps").fetchone()
         return {"uplinks": per_uplink, "dead_letters": dead, "journal_samples": journal, "gaps": gaps,
-                "missing_samples": missing, "file_bytes": _file_bytes(self.path)}
+                "missing_samples": missing, "file_bytes": _file_bytes(self.path), "held_bytes": self.held_bytes(),
+                "max_bytes": self.max_bytes, "evicted": counters.get("evicted", 0),
+                "evicted_bytes": counters.get("evicted_bytes", 0)}
 
 
 def _stream_row(row: tuple) -> StreamRow:
@@ -377,9 +427,9 @@ T = TypeVar("T")
 class AsyncSpool:
     """The spool for asyncio code: every call runs on one dedicated thread, off the event loop."""
 
-    def __init__(self, path: str | Path, sync: str = "full") -> None:
+    def __init__(self, path: str | Path, sync: str = "full", max_bytes: int = 0) -> None:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spool")
-        self.spool: Spool = self._pool.submit(Spool, path, sync).result()
+        self.spool: Spool = self._pool.submit(Spool, path, sync, max_bytes).result()
         self._listeners: list[Callable[[], None]] = []
         self.closed = False
 

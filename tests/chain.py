@@ -92,7 +92,8 @@ HUB_TOKEN = "chain-hub-token"
 
 
 def config_toml(spool: Path, kardia_url: str, patient: str, port_path: str, recording_seconds: float,
-                journal_interval: float = 1.0, hub_url: str | None = None) -> str:
+                journal_interval: float = 1.0, hub_url: str | None = None, status_listen: str = "127.0.0.1:0",
+                extra: str = "") -> str:
     """A gateway configuration for one KardiaMobile on a pty (and the hub, if given)."""
     hub = f"""
 [uplinks.hub]
@@ -109,6 +110,9 @@ drain_on_stop = 15
 [spool]
 path = "{spool}"
 journal_interval = {journal_interval}
+{extra}
+[status]
+listen = "{status_listen}"
 
 [uplinks.kardia]
 type = "kardia"

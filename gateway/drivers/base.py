@@ -9,6 +9,15 @@ from typing import ClassVar
 from gateway.core.blocks import DriverEvent
 
 
+# Counter names that mean "a frame (or what looked like one) was refused".
+BAD_FRAME_COUNTERS = ("crc_errors", "bad_headers", "unsupported_version", "truncated_frames")
+
+
+def bad_frames(counters: Counter[str] | dict[str, int]) -> int:
+    """Frames refused for any reason: bad CRC, header, version, truncation or impossible fields."""
+    return sum(v for k, v in counters.items() if k in BAD_FRAME_COUNTERS or k.startswith("bad_frame:"))
+
+
 class Driver(ABC):
     """Knows one kind of device; knows nothing of transports, streams' storage or vendors.
 

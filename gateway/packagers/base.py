@@ -20,6 +20,9 @@ class Packager(ABC):
     """Cuts one uplink's packages; knows the vendor's shape, nothing of HTTP or storage."""
 
     kind: str
+    # Waveforms may give way, oldest first, when the spool reaches its size cap; events
+    # (readings, summaries) never do. A packager says which it makes.
+    evictable: bool = False
 
     def __init__(self, uplink: str) -> None:
         self.uplink = uplink
@@ -55,4 +58,4 @@ class TimedPackager(Packager):
     def _package(self, stream: StreamId, first: int, n: int, start_time: float, body: bytes) -> Package:
         end = first + n
         return Package(self.uplink, idempotency_key(stream, first, end), self.kind, stream.key, first, end,
-                       start_time, "application/json", body)
+                       start_time, "application/json", body, self.evictable)

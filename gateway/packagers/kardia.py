@@ -19,6 +19,7 @@ class KardiaRecordingPackager(TimedPackager):
     """One Kardia recording per window of lead I; never across a gap (the core cuts there)."""
 
     kind = "kardia.recording"
+    evictable = True  # a waveform: gives way at the spool's size cap
 
     def __init__(self, uplink: str, patient_id: str, recording_seconds: float = DEFAULT_RECORDING_SECONDS,
                  tz: tzinfo | None = None) -> None:

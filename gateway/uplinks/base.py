@@ -18,6 +18,7 @@ import random
 import time
 from abc import ABC, abstractmethod
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from enum import Enum
@@ -91,6 +92,7 @@ class Uplink(ABC):
         self.last_error: str | None = None
         self.resume_at = 0.0
         self.auth: httpx.Auth | None = None
+        self.on_ack: Callable[[float], None] | None = None  # age (s) of an acknowledged package's first sample
         self._wake = asyncio.Event()
 
     @abstractmethod
@@ -145,6 +147,8 @@ class Uplink(ABC):
             if self.is_replay(response):
                 self.counters["replayed"] += 1
             self.last_ok = time.time()
+            if self.on_ack:
+                self.on_ack(self.last_ok - package.sample_time)
             return True
         detail = f"HTTP {response.status_code}: {response.text[:500]}"
         if outcome is Outcome.RETRY:

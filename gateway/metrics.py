@@ -1,0 +1,98 @@
+"""Prometheus metrics of a running gateway (prometheus_client, on the status server's /metrics).
+
+Counters and gauges are read from the gateway's own counters at scrape time, so the data path
+carries no instrumentation; only the two latency histograms are observed as things happen:
+- `wg_sample_to_durable_seconds`: at each spool commit, the age of the oldest sample that the
+  commit made durable (bounded by the journal interval while the spool keeps up);
+- `wg_sample_to_ack_seconds`: at each acknowledged upload, the age of the package's first
+  sample (so a 30 s recording is at least 30 s old when acknowledged).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from gateway.drivers.base import bad_frames
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+DURABLE_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
+ACK_BUCKETS = (1, 5, 15, 30, 45, 60, 120, 300, 900, 3600, 6 * 3600, 24 * 3600)
+
+
+class _Snapshot:
+    """Yields metric families from the last gateway status taken."""
+
+    def __init__(self) -> None:
+        self.status: dict[str, Any] = {}
+
+    def collect(self):
+        """prometheus_client's collector protocol."""
+        s = self.status
+        devices = s.get("devices", [])
+
+        def per_device(name: str, doc: str, value, kind=GaugeMetricFamily):
+            fam = kind(name, doc, labels=["device"])
+            for d in devices:
+                fam.add_metric([d["name"]], value(d))
+            return fam
+
+        yield per_device("wg_device_connected", "1 when the device's link is up",
+                         lambda d: 1.0 if d["connected"] else 0.0)
+        yield per_device("wg_device_last_data_timestamp_seconds", "Unix time of the last bytes from the device",
+                         lambda d: d["last_data"] or 0.0)
+        yield per_device("wg_device_frames", "Frames decoded", lambda d: d["driver_counters"].get("frames", 0),
+                         CounterMetricFamily)
+        yield per_device("wg_device_bad_frames", "Frames refused (CRC, header, truncation, impossible fields)",
+                         lambda d: bad_frames(d["driver_counters"]), CounterMetricFamily)
+        yield per_device("wg_device_gaps", "Gaps recorded (samples that never arrived)",
+                         lambda d: d["pipeline_counters"].get("gaps", 0), CounterMetricFamily)
+        yield per_device("wg_device_samples", "Samples received",
+                         lambda d: d["driver_counters"].get("samples", 0), CounterMetricFamily)
+        yield per_device("wg_device_link_losses", "Times the link was lost",
+                         lambda d: d["transport_counters"].get("link_losses", 0), CounterMetricFamily)
+
+        spool = s.get("spool", {})
+        backlog = spool.get("uplinks", {})
+        depth = GaugeMetricFamily("wg_spool_packages", "Packages waiting for upload", labels=["uplink"])
+        size = GaugeMetricFamily("wg_spool_bytes", "Bytes of packages waiting for upload", labels=["uplink"])
+        age = GaugeMetricFamily("wg_spool_oldest_age_seconds", "Age of the oldest waiting package", labels=["uplink"])
+        for name, b in backlog.items():
+            depth.add_metric([name], b.get("pending", 0))
+            size.add_metric([name], b.get("bytes", 0))
+            age.add_metric([name], b.get("oldest_age_s", 0.0) if b.get("pending") else 0.0)
+        yield depth
+        yield size
+        yield age
+        yield GaugeMetricFamily("wg_spool_file_bytes", "Spool database size on disk", value=spool.get("file_bytes", 0))
+        yield GaugeMetricFamily("wg_spool_dead_letters", "Packages refused for good", value=spool.get("dead_letters", 0))
+        yield CounterMetricFamily("wg_spool_evicted", "Waveform packages evicted at the spool's size cap",
+                                  value=spool.get("evicted", 0))
+
+        uploads = CounterMetricFamily("wg_uploads", "Upload attempts by outcome", labels=["uplink", "outcome"])
+        for u in s.get("uplinks", []):
+            c = u["counters"]
+            uploads.add_metric([u["name"], "ok"], c.get("acked", 0))
+            uploads.add_metric([u["name"], "failed"], c.get("dead_lettered", 0) + c.get("auth_refused", 0))
+            uploads.add_metric([u["name"], "retried"], c.get("retried", 0))
+        yield uploads
+
+
+class GatewayMetrics:
+    """One registry per gateway (tests run several in a process)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self._snapshot = _Snapshot()
+        self.registry.register(self._snapshot)
+        self.durable = Histogram("wg_sample_to_durable_seconds", "Age of the oldest sample a spool commit made durable",
+                                 ["device"], buckets=DURABLE_BUCKETS, registry=self.registry)
+        self.acked = Histogram("wg_sample_to_ack_seconds", "Age of a package's first sample when it was acknowledged",
+                               ["uplink"], buckets=ACK_BUCKETS, registry=self.registry)
+
+    def render(self, status: dict[str, Any]) -> bytes:
+        """The exposition text for a gateway status snapshot."""
+        self._snapshot.status = status
+        return generate_latest(self.registry)

@@ -1,0 +1,145 @@
+"""The status server: Starlette on uvicorn, inside the daemon's own event loop.
+
+Routes (all behind HTTP Basic auth when a password is configured; any user name):
+- `GET /`                   the live status page (page.html)
+- `GET /api/status`         devices, link state, last data, spool backlog, uplink health, recent errors
+- `GET /api/trace?device=`  the newest seconds of a device's ECG from the ring buffer
+- `GET /metrics`            Prometheus exposition (gateway/metrics.py)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import hmac
+import logging
+import socket
+import time
+from importlib import resources
+from typing import TYPE_CHECKING
+
+import numpy as np
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from gateway.metrics import CONTENT_TYPE
+
+if TYPE_CHECKING:
+    from gateway.daemon import Gateway
+
+log = logging.getLogger(__name__)
+
+TRACE_CHANNELS = ("leadI",)  # the channel drawn for a device, first one it has
+MAX_TRACE_POINTS = 1500
+MAX_TRACE_SECONDS = 30.0
+
+
+def _authorised(request: Request, password: str | None) -> bool:
+    if password is None:
+        return True
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic":
+        return False
+    try:
+        _, _, given = base64.b64decode(value, validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return False
+    return hmac.compare_digest(given.encode(), password.encode())
+
+
+def build_app(gateway: Gateway, password: str | None = None) -> Starlette:
+    """The ASGI app serving one gateway."""
+    page = resources.files("gateway.status").joinpath("page.html").read_text()
+
+    def guard(handler):
+        async def wrapped(request: Request) -> Response:
+            if not _authorised(request, password):
+                return Response("authentication required\n", 401,
+                                headers={"WWW-Authenticate": 'Basic realm="wearable-gateway", charset="UTF-8"'})
+            return await handler(request)
+        return wrapped
+
+    async def index(request: Request) -> Response:
+        return HTMLResponse(page, headers={"Cache-Control": "no-store"})
+
+    async def status(request: Request) -> Response:
+        return JSONResponse(await gateway.full_status())
+
+    async def trace(request: Request) -> Response:
+        name = request.query_params.get("device", "")
+        runner = next((r for r in gateway.devices if r.config.name == name), None)
+        if runner is None:
+            return JSONResponse({"error": f"no device named {name!r}"}, 404)
+        try:
+            seconds = min(MAX_TRACE_SECONDS, max(0.5, float(request.query_params.get("seconds", "5"))))
+        except ValueError:
+            return JSONResponse({"error": "seconds must be a number"}, 400)
+        for channel in TRACE_CHANNELS:
+            # The whole ring is at most a few hundred KB; reading it never blocks the loop for long.
+            got = runner.pipeline.recent(channel, int(seconds * 1000))
+            if got is not None:
+                samples, fs, end_time = got
+                samples = samples[-int(seconds * fs):]
+                step = max(1, int(np.ceil(len(samples) / MAX_TRACE_POINTS)))
+                return JSONResponse({"device": name, "channel": channel, "fs": fs / step, "end_time": end_time,
+                                     "samples": samples[::step].astype(int).tolist()})
+        return JSONResponse({"device": name, "channel": None, "fs": 0, "end_time": None, "samples": []})
+
+    async def metrics(request: Request) -> Response:
+        return Response(gateway.metrics.render(await gateway.status()), media_type=CONTENT_TYPE)
+
+    routes = [Route("/", guard(index)), Route("/api/status", guard(status)), Route("/api/trace", guard(trace)),
+              Route("/metrics", guard(metrics))]
+    return Starlette(routes=routes)
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self):
+        yield  # the daemon owns SIGTERM and SIGINT
+
+
+class StatusServer:
+    """Runs the app as a task of the current event loop."""
+
+    def __init__(self, gateway: Gateway, host: str, port: int, password: str | None) -> None:
+        self.host, self.port = host, port
+        config = uvicorn.Config(build_app(gateway, password), log_level="warning", access_log=False,
+                                lifespan="off", server_header=False)
+        self._server = _Server(config)
+        self._task: asyncio.Task | None = None
+        self.started_at = time.time()
+
+    async def start(self) -> None:
+        """Bind and serve; OSError (e.g. address in use) if the port cannot be bound."""
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((self.host, self.port))
+        except OSError:
+            sock.close()
+            raise
+        self.port = sock.getsockname()[1]
+        self._task = asyncio.create_task(self._server.serve(sockets=[sock]), name="status server")
+        while not self._server.started and not self._task.done():
+            await asyncio.sleep(0.01)
+        if self._task.done():
+            self._task.result()  # raises what went wrong
+        log.info("status page on http://%s:%d/ (metrics on /metrics)", self.host, self.port)
+
+    async def stop(self) -> None:
+        """Stop serving."""
+        if self._task is None:
+            return
+        self._server.should_exit = True
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._task, 5.0)
+        self._task = None
+

@@ -1,0 +1,383 @@
+"""The gateway as a service: systemd notify and watchdog, graceful SIGTERM, status server,
+Prometheus metrics, `status`, logs without secrets, the spool's size cap, `doctor`.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+
+import httpx
+import numpy as np
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from gateway import doctor, logs
+from gateway.config import ConfigError, parse
+from gateway.spool import Package, Spool
+from gateway.systemd import Notifier
+from simulators.cloud.app import Credentials, build_app
+from simulators.cloud.server import BackgroundServer
+from simulators.reconcile import reconcile
+from tests.chain import API_KEY, HUB_TOKEN, config_toml, create_patient, recordings, start_simulator, wait_for
+
+PY = sys.executable
+STATUS_PASSWORD = "status-pass-Kx9"
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class NotifySocket:
+    """What systemd listens on: an AF_UNIX datagram socket, read by a thread like systemd reads it."""
+
+    def __init__(self, path) -> None:
+        self.path = str(path)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+        self.sock.settimeout(0.05)
+        self.messages: list[tuple[float, str]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.messages.append((time.monotonic(), self.sock.recv(4096).decode()))
+            except TimeoutError:
+                continue
+
+    def close(self) -> None:
+        """Stop reading."""
+        self._stop.set()
+        self._thread.join()
+        self.sock.close()
+
+    def wait_for(self, line: str, timeout: float) -> float:
+        """Until a datagram holds `line`; when it came."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for t, m in list(self.messages):
+                if line in m.split("\n"):
+                    return t
+            time.sleep(0.01)
+        raise AssertionError(f"no {line} within {timeout} s; got {[m for _, m in self.messages]}")
+
+    def count(self, line: str) -> int:
+        """How many datagrams so far held `line`."""
+        return sum(line in m.split("\n") for _, m in list(self.messages))
+
+
+def _spooled_samples(spool_path) -> list[tuple[int, np.ndarray]]:
+    """(first counter, samples) of every Kardia package still in the spool."""
+    db = sqlite3.connect(f"file:{spool_path}?mode=ro", uri=True)
+    try:
+        rows = db.execute("SELECT first, body FROM packages WHERE kind = 'kardia.recording' ORDER BY first").fetchall()
+        (journal,) = db.execute("SELECT COUNT(*) FROM journal").fetchone()
+    finally:
+        db.close()
+    assert journal == 0, "a graceful stop packages everything it journaled"
+    return [(first, np.array(json.loads(body)["data"]["raw"]["samples"]["leadI"])) for first, body in rows]
+
+
+@pytest.fixture(scope="module")
+def service_run(tmp_path_factory):
+    """One real daemon process under a fake systemd: streamed to, scraped, then stopped with SIGTERM."""
+    tmp = tmp_path_factory.mktemp("service")
+    out: dict = {"tmp": tmp}
+    with BackgroundServer(build_app(tmp / "cloud", Credentials([API_KEY], humanapi_tokens=[HUB_TOKEN]))) as server:
+        url = server.url + "/kardia"
+        patient = create_patient(url)
+        sim = start_simulator(duration=120, speed=1.0, seed=21, link=tmp / "kardia.pty", start=False)
+        port = free_port()
+        cfg = tmp / "gateway.toml"
+        cfg.write_text(config_toml(tmp / "spool.db", url, patient, str(tmp / "kardia.pty"), recording_seconds=3,
+                                   hub_url=server.url + "/humanapi", status_listen=f"127.0.0.1:{port}")
+                       .replace('drain_on_stop = 15', 'drain_on_stop = 0'))
+        notify = NotifySocket(tmp / "notify.sock")
+        env = {**os.environ, "CHAIN_KARDIA_KEY": API_KEY, "NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "1000000"}
+        env.pop("JOURNAL_STREAM", None)
+        stderr = open(tmp / "gateway.log", "w")
+        gw = subprocess.Popen([PY, "-m", "gateway.cli", "run", "--config", str(cfg), "--log-level", "DEBUG",
+                               "--log-format", "json"], env=env, stdout=stderr, stderr=subprocess.STDOUT)
+        try:
+            t_start = time.monotonic()
+            out["ready_after"] = notify.wait_for("READY=1", 30) - t_start
+            sim.thread.start()
+            status_url = f"http://127.0.0.1:{port}"
+            wait_for(lambda: httpx.get(url + "/v1/recordings", auth=(API_KEY, "")).json()["totalCount"] >= 2, 30,
+                     "the first uploads")
+            out["status"] = httpx.get(status_url + "/api/status").json()
+            out["trace"] = httpx.get(status_url + "/api/trace", params={"device": "kardia-1", "seconds": 2}).json()
+            out["no_device"] = httpx.get(status_url + "/api/trace", params={"device": "nope"}).status_code
+            out["metrics"] = httpx.get(status_url + "/metrics").text
+            out["page"] = httpx.get(status_url + "/").text
+            out["cli_status"] = subprocess.run([PY, "-m", "gateway.cli", "status", "--url", status_url],
+                                               capture_output=True, text=True, timeout=30)
+            watchdog_from = notify.count("WATCHDOG=1")
+            time.sleep(2.0)
+            out["watchdog_pings_in_2s"] = notify.count("WATCHDOG=1") - watchdog_from
+            out["sent_at_sigterm"] = len(sim.sent)
+            t_term = time.monotonic()
+            gw.send_signal(signal.SIGTERM)
+            out["stopping_after"] = notify.wait_for("STOPPING=1", 30) - t_term
+            out["exit_code"] = gw.wait(30)
+            out["stop_seconds"] = time.monotonic() - t_term
+        finally:
+            notify.close()
+            if gw.poll() is None:
+                gw.kill()
+            sim.stop.set()
+            sim.join()
+            sim.port.close()
+        out["upstream"] = recordings(url, patient)
+        out["sent"] = sim.sent
+    out["log"] = (tmp / "gateway.log").read_text()
+    return out
+
+
+def test_systemd_notify_ready_watchdog_stopping(service_run):
+    assert service_run["ready_after"] < 20
+    assert service_run["watchdog_pings_in_2s"] >= 3  # every 0.5 s with WatchdogSec=1
+    assert service_run["stopping_after"] < 5
+    assert service_run["exit_code"] == 0 and service_run["stop_seconds"] < 20
+
+
+def test_sigterm_mid_stream_leaves_every_sample_upstream_or_spooled(service_run):
+    upstream = [np.array(r["data"]["raw"]["samples"]["leadI"]) for r in service_run["upstream"]]
+    spooled = _spooled_samples(service_run["tmp"] / "spool.db")
+    sent = service_run["sent"]
+    check = reconcile(sent, upstream + [s for _, s in spooled])
+    assert check.exact or (check.duplicates, check.unmatched) == (0, 0), check.as_dict()
+    covered = np.zeros(len(sent), dtype=bool)
+    for pos, rec in zip(check.positions, upstream + [s for _, s in spooled]):
+        covered[pos:pos + len(rec)] = True
+    held = int(np.argmin(covered)) if not covered.all() else len(sent)
+    assert covered[:held].all() and not covered[held:].any()  # one unbroken prefix, nothing after it
+    # Everything read before the signal is there: only what sat in the pty buffer may be missing.
+    assert held >= service_run["sent_at_sigterm"] - 300
+    assert len(upstream) >= 2 and all(len(u) == 900 for u in upstream[:-1])
+
+
+def test_status_api_trace_and_page(service_run):
+    s = service_run["status"]
+    (dev,) = s["devices"]
+    assert dev["name"] == "kardia-1" and dev["connected"] and dev["driver_counters"]["samples"] > 0
+    assert dev["bad_frames"] == 0 and s["spool"]["dead_letters"] == 0
+    assert {u["name"] for u in s["uplinks"]} == {"kardia", "hub"}
+    t = service_run["trace"]
+    assert t["channel"] == "leadI" and t["fs"] == 300 and len(t["samples"]) == 600  # 2 s at 300 Hz
+    assert service_run["no_device"] == 404
+    assert "wearable-gateway" in service_run["page"] and "api/trace" in service_run["page"]
+    cli = service_run["cli_status"]
+    assert cli.returncode == 0, cli.stderr
+    assert "device kardia-1" in cli.stdout and "link up" in cli.stdout and "uplink kardia" in cli.stdout
+
+
+def _metric(families, name: str, **labels) -> float:
+    for fam in families:
+        for sample in fam.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return sample.value
+    raise AssertionError(f"no sample {name} {labels}")
+
+
+def test_prometheus_metrics(service_run):
+    fams = list(text_string_to_metric_families(service_run["metrics"]))
+    assert _metric(fams, "wg_device_connected", device="kardia-1") == 1
+    assert _metric(fams, "wg_device_samples_total", device="kardia-1") > 900
+    assert _metric(fams, "wg_device_frames_total", device="kardia-1") > 10
+    assert _metric(fams, "wg_device_bad_frames_total", device="kardia-1") == 0
+    assert _metric(fams, "wg_device_gaps_total", device="kardia-1") == 0
+    assert _metric(fams, "wg_uploads_total", uplink="kardia", outcome="ok") >= 2
+    assert _metric(fams, "wg_uploads_total", uplink="kardia", outcome="failed") == 0
+    assert _metric(fams, "wg_spool_packages", uplink="kardia") >= 0
+    durable = _metric(fams, "wg_sample_to_durable_seconds_count", device="kardia-1")
+    assert durable >= 3
+    # With journal_interval = 1 s every commit saves samples at most about 1 s old.
+    assert _metric(fams, "wg_sample_to_durable_seconds_bucket", device="kardia-1", le="2.0") == durable
+    acked = _metric(fams, "wg_sample_to_ack_seconds_count", uplink="kardia")
+    assert acked >= 2
+    # A 3 s recording is acknowledged at least 3 s after its first sample, and well within 15 s here.
+    assert _metric(fams, "wg_sample_to_ack_seconds_bucket", uplink="kardia", le="1.0") == 0
+    assert _metric(fams, "wg_sample_to_ack_seconds_bucket", uplink="kardia", le="15.0") == acked
+
+
+def test_logs_are_json_lines_and_never_show_a_secret(service_run):
+    text = service_run["log"]
+    lines = [line for line in text.splitlines() if line.strip()]
+    records = [json.loads(line) for line in lines]  # every line is one JSON event
+    assert {"ts", "level", "logger", "msg"} <= set(records[0])
+    assert any(r["logger"] == "httpx" for r in records)  # DEBUG really logged the HTTP traffic
+    assert any("status page on" in r["msg"] for r in records)
+    assert not [r for r in records if r["level"] in ("WARNING", "ERROR", "CRITICAL")], "a clean run warns of nothing"
+    for secret in (API_KEY, HUB_TOKEN):
+        for form in logs.secret_forms([secret]):
+            assert form not in text, f"a form of a secret appears in the logs: {form[:4]}..."
+
+
+# -- units -------------------------------------------------------------------------------
+
+
+def test_formatter_redacts_secrets_and_keeps_one_line(capsys):
+    handler = logs.setup("DEBUG", "text", ["s3cret-key"], stream=sys.stdout)
+    try:
+        log = logging.getLogger("test.redact")
+        log.info("sending with key s3cret-key and header Basic %s",
+                 base64.b64encode(b"s3cret-key:").decode())
+        try:
+            raise ValueError("bad thing\nwith s3cret-key inside")
+        except ValueError:
+            log.exception("failed")
+    finally:
+        logging.getLogger().removeHandler(handler)
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 2  # one line per event, traceback included
+    assert "s3cret-key" not in "\n".join(out) and base64.b64encode(b"s3cret-key:").decode() not in out[0]
+    assert out[0].count(logs.REDACTED) == 2 and "Traceback" in out[1] and "ValueError" in out[1]
+
+
+def test_journald_lines_carry_the_priority():
+    f = logs.ServiceFormatter("text", journald=True)
+    record = logging.LogRecord("gw", logging.WARNING, __file__, 1, "link lost", None, None)
+    assert f.format(record) == "<4>WARNING gw: link lost"
+
+
+def test_notifier_speaks_the_sd_notify_protocol(tmp_path):
+    sock = NotifySocket(tmp_path / "n.sock")
+    n = Notifier({"NOTIFY_SOCKET": sock.path, "WATCHDOG_USEC": "4000000"})
+    assert n.enabled and n.watchdog_s == 4.0
+    assert n.ready("2 devices")
+    sock.wait_for("READY=1", 2)
+    assert "STATUS=2 devices" in sock.messages[-1][1]
+    n.stopping()
+    sock.wait_for("STOPPING=1", 2)
+    n.close()
+    sock.close()
+    assert Notifier({}).send("READY=1") is False  # not under systemd: a no-op
+    assert Notifier({"NOTIFY_SOCKET": sock.path, "WATCHDOG_USEC": "1000", "WATCHDOG_PID": "1"}).watchdog_s is None
+
+
+def _pkg(i: int, evictable: bool, size: int) -> Package:
+    kind = "kardia.recording" if evictable else "humanapi.ecg"
+    return Package("up", f"dev/s/leadI/{i}", kind, "dev/s/leadI", i, i + 1, 1000.0 + i, "application/json",
+                   b"x" * size, evictable)
+
+
+def test_spool_cap_evicts_oldest_waveforms_and_never_events(tmp_path, caplog):
+    spool = Spool(tmp_path / "spool.db", max_bytes=100_000)
+    with caplog.at_level(logging.WARNING, logger="gateway.spool"):
+        for i in range(40):  # 40 waveforms of 10 kB and 40 events of 100 B: 404 kB offered to a 100 kB cap
+            spool.commit(packages=[_pkg(2 * i, True, 10_000), _pkg(2 * i + 1, False, 100)])
+    stats = spool.stats()
+    kept = [p.key for p in spool.due("up", now=1e12, limit=1000)]
+    spool.close()
+    waveforms = [k for k in kept if int(k.rsplit("/", 1)[1]) % 2 == 0]
+    events = [k for k in kept if int(k.rsplit("/", 1)[1]) % 2 == 1]
+    assert len(events) == 40  # never evicted
+    assert stats["held_bytes"] <= 100_000 and len(waveforms) == 9
+    assert waveforms == [f"dev/s/leadI/{2 * i}" for i in range(31, 40)]  # the newest stayed
+    assert stats["evicted"] == 31 and stats["evicted_bytes"] == 310_000
+    evictions = [r for r in caplog.records if "evicted waveform package" in r.getMessage()]
+    assert len(evictions) == 31 and "dev/s/leadI/0 " in evictions[0].getMessage()
+
+
+def test_a_version_1_spool_is_upgraded_in_place(tmp_path):
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE packages (id INTEGER PRIMARY KEY, uplink TEXT NOT NULL, key TEXT NOT NULL,"
+               " kind TEXT NOT NULL, stream TEXT NOT NULL, first INTEGER NOT NULL, end INTEGER NOT NULL,"
+               " sample_time REAL NOT NULL, created_at REAL NOT NULL, content_type TEXT NOT NULL, body BLOB NOT NULL,"
+               " attempts INTEGER NOT NULL DEFAULT 0, next_attempt_at REAL NOT NULL DEFAULT 0, last_error TEXT,"
+               " UNIQUE (uplink, key))")
+    db.execute("INSERT INTO packages (uplink, key, kind, stream, first, end, sample_time, created_at, content_type,"
+               " body) VALUES ('up', 'k', 'kardia.recording', 's', 0, 1, 1.0, 1.0, 'application/json', x'00')")
+    db.execute("PRAGMA user_version=1")
+    db.commit()
+    db.close()
+    spool = Spool(path, max_bytes=10)
+    (p,) = spool.due("up", now=1e12)
+    spool.close()
+    assert p.key == "k" and p.evictable is False  # kept; old packages are never evicted
+
+
+def test_status_config_off_loopback_needs_a_password(tmp_path):
+    base = {"spool": {"path": "s.db"}, "uplinks": {"k": {"type": "kardia", "base_url": "http://x", "api_key": "a"}},
+            "devices": [{"name": "d", "driver": "kardiamobile", "transport": "serial:///dev/null",
+                         "uplinks": ["k"], "patient_id": "p"}]}
+    with pytest.raises(ConfigError, match="status.password: required when the status page listens beyond"):
+        parse({**base, "status": {"listen": "0.0.0.0:8765"}}, tmp_path)
+    cfg = parse({**base, "status": {"listen": "0.0.0.0:8765", "password_env": "P"}}, tmp_path, env={"P": "pw"})
+    assert (cfg.status.host, cfg.status.port, cfg.status.password) == ("0.0.0.0", 8765, "pw")
+    assert "pw" in cfg.secrets() and "a" in cfg.secrets()
+    assert parse(base, tmp_path).status.url == "http://127.0.0.1:8765"
+
+
+async def test_status_server_with_a_password_refuses_without_it(tmp_path):
+    from gateway.config import StatusConfig
+    from gateway.daemon import Gateway
+
+    cfg = parse({"spool": {"path": "s.db"},
+                 "uplinks": {"k": {"type": "kardia", "base_url": "http://127.0.0.1:9", "api_key": "a"}},
+                 "devices": [{"name": "d", "driver": "kardiamobile", "transport": f"serial://{tmp_path}/none",
+                              "uplinks": ["k"], "patient_id": "p"}]}, tmp_path)
+    cfg.status = StatusConfig(True, "127.0.0.1", 0, STATUS_PASSWORD)
+    gateway = Gateway(cfg)
+    await gateway.start()
+    try:
+        url = f"http://127.0.0.1:{gateway.status_server.port}"
+        async with httpx.AsyncClient() as c:
+            assert (await c.get(url + "/api/status")).status_code == 401
+            assert (await c.get(url + "/metrics", auth=("x", "wrong"))).status_code == 401
+            ok = await c.get(url + "/api/status", auth=("anyone", STATUS_PASSWORD))
+            assert ok.status_code == 200 and ok.json()["devices"][0]["connected"] is False
+            assert (await c.get(url + "/metrics", auth=("", STATUS_PASSWORD))).status_code == 200
+    finally:
+        await gateway.stop()
+
+
+def test_doctor_reports_each_problem(tmp_path):
+    with BackgroundServer(build_app(tmp_path / "cloud", Credentials([API_KEY]))) as server:
+        cfg = tmp_path / "g.toml"
+        cfg.write_text(config_toml(tmp_path / "spool.db", server.url + "/kardia", "p", str(tmp_path / "missing-tty"),
+                                   recording_seconds=30).replace('api_key_env = "CHAIN_KARDIA_KEY"', 'api_key = "k"'))
+        proc = subprocess.run([PY, "-m", "gateway.cli", "doctor", "--config", str(cfg)], capture_output=True,
+                              text=True, timeout=60)
+    lines = {line.split()[1]: line for line in proc.stdout.splitlines() if len(line.split()) > 1}
+    assert proc.returncode == 1  # the missing serial port is a failure
+    assert lines["config"].startswith("ok")
+    assert "does not exist" in proc.stdout and "fail" in proc.stdout
+    assert any(line.startswith("ok") and "answers (HTTP" in line for line in proc.stdout.splitlines())
+    assert "disk" in lines and "clock" in lines and "ble" in lines
+    assert doctor.check_ble(tmp_path).state == doctor.WARN  # no adapters under an empty sysfs folder
+    (tmp_path / "hci0").mkdir()
+    assert doctor.check_ble(tmp_path).state == doctor.OK
+
+
+def test_a_full_notify_queue_never_blocks_the_daemon(tmp_path, caplog):
+    path = str(tmp_path / "deaf.sock")
+    deaf = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    deaf.bind(path)  # bound, never read: its queue fills
+    n = Notifier({"NOTIFY_SOCKET": path})
+    t0 = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="gateway.systemd"):
+        results = [n.send("WATCHDOG=1") for _ in range(200)]
+    assert time.monotonic() - t0 < 2.0
+    assert results[0] is True and results[-1] is False
+    assert any("queue" in r.getMessage() for r in caplog.records)
+    n.close()
+    deaf.close()
