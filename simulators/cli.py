@@ -100,6 +100,16 @@ def _cloud(args: argparse.Namespace) -> int:
 
     creds = Credentials.from_env(kardia_api_keys=args.kardia_api_key, kardia_webhook_secret=args.kardia_webhook_secret,
                                  up_tokens=args.up_token, humanapi_tokens=args.humanapi_token)
+    if args.kardia_demo_patient:
+        from simulators.cloud.kardia.store import KardiaStore, account_of
+
+        store = KardiaStore(os.path.join(args.data_dir, "kardia.db"))
+        try:
+            store.ensure_patient(account_of(creds.kardia_api_keys[0]), args.kardia_demo_patient,
+                                 {"mrn": "DEMO-1", "dob": "1970-01-01", "email": "demo@example.com",
+                                  "firstname": "Demo"})
+        finally:
+            store.close()
     app = build_app(args.data_dir, creds)
     host = args.host if ":" not in args.host else f"[{args.host}]"
     print(f"wearable-sim cloud on http://{host}:{args.port}, data in {os.path.abspath(args.data_dir)}", flush=True)
@@ -179,6 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="TOKEN[:USER_XID[:CLIENT_ID]], an accepted UP Bearer token (repeatable; env WEARABLE_SIM_UP_TOKEN)")
     cloud.add_argument("--humanapi-token", action="append",
                        help="TOKEN[:HUMAN_ID], an accepted hub Bearer token (repeatable; env WEARABLE_SIM_HUMANAPI_TOKEN)")
+    cloud.add_argument("--kardia-demo-patient", metavar="ID",
+                       help="make sure a Kardia patient with this id exists in the first account (demo installs)")
     cloud.set_defaults(func=_cloud)
     return parser
 

@@ -167,6 +167,19 @@ class KardiaStore(SqliteStore):
                  fields.get("lastname"), fields.get("sex"), time.time(), connection_code()))
         return self.get_patient(account, pid)  # type: ignore[return-value]
 
+    def ensure_patient(self, account: str, pid: str, fields: dict[str, Any]) -> dict[str, Any]:
+        """A patient with exactly this id (created if missing): fixed ids for demo installations."""
+        with self.tx() as db:
+            db.execute(
+                "INSERT INTO patients (id, account, mrn, dob, email, firstname, lastname, sex, created_at, code,"
+                " code_status) VALUES (?,?,?,?,?,?,?,?,?,?, 'pending') ON CONFLICT DO NOTHING",
+                (pid, account, fields["mrn"], fields["dob"], fields["email"], fields.get("firstname"),
+                 fields.get("lastname"), fields.get("sex"), time.time(), connection_code()))
+        patient = self.get_patient(account, pid)
+        if patient is None:
+            raise ValueError(f"patient id {pid!r} belongs to another account")
+        return patient
+
     def get_patient(self, account: str, pid: str) -> dict[str, Any] | None:
         """A patient of this account, or None."""
         with self.read() as db:
