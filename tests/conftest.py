@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -23,3 +24,21 @@ def shared_data() -> Path:
     """../shared/data, read-only real recordings; its absence is an error, not a skip."""
     assert SHARED_DATA.is_dir(), f"expected the shared recordings at {SHARED_DATA}"
     return SHARED_DATA
+
+
+def pytest_addoption(parser):
+    """Hardware-in-the-loop: real device addresses instead of simulators (tests/test_hil.py)."""
+    group = parser.getgroup("hil", "hardware in the loop")
+    group.addoption("--hil-kardia", default=os.environ.get("WG_HIL_KARDIA"),
+                    help="a real KardiaMobile-protocol device, e.g. serial:///dev/ttyUSB0 (env WG_HIL_KARDIA)")
+    group.addoption("--hil-seconds", type=float, default=float(os.environ.get("WG_HIL_SECONDS", "40")),
+                    help="how long to record from the real device (default 40 s; env WG_HIL_SECONDS)")
+
+
+@pytest.fixture
+def hil_kardia(request) -> str:
+    """The real KardiaMobile's transport address; the HIL tests skip without one."""
+    address = request.config.getoption("--hil-kardia")
+    if not address:
+        pytest.skip("no real device: give --hil-kardia serial:///dev/ttyUSB0 (or WG_HIL_KARDIA) to run against one")
+    return address

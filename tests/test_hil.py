@@ -1,0 +1,112 @@
+"""Hardware in the loop: the real gateway against a real device instead of a simulator.
+
+    scripts/test.sh tests/test_hil.py --hil-kardia serial:///dev/ttyUSB0 [--hil-seconds 60]
+
+Nothing is known of the signal a real device sends, so these tests check what can be checked
+without it: framing (no bad frames), the device's announced rate against the wall clock,
+timestamps (recordedAt follows the device counter and lies near the wall clock), gaps, and
+upload to the emulator with every sample accounted for. Without --hil-kardia they skip; the
+last test runs them against this project's simulator on a pseudo-terminal, as a second computer
+on a USB-serial cable would, so the HIL path itself is tested in CI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from datetime import datetime
+
+from gateway.config import load
+from gateway.daemon import Gateway
+from gateway.spool import Spool
+from simulators.cloud.app import Credentials, build_app
+from simulators.cloud.server import BackgroundServer
+from tests.chain import API_KEY, create_patient, recordings, start_simulator
+
+RATE_TOLERANCE = 0.02  # a device's crystal against the host clock, over tens of seconds
+
+
+async def test_real_kardiamobile_frames_rate_time_gaps_upload(hil_kardia, request, tmp_path):
+    seconds = request.config.getoption("--hil-seconds")
+    with BackgroundServer(build_app(tmp_path / "cloud", Credentials([API_KEY]))) as server:
+        url = server.url + "/kardia"
+        patient = await asyncio.to_thread(create_patient, url)
+        cfg = tmp_path / "hil.toml"
+        cfg.write_text(f"""
+[spool]
+path = "{tmp_path / 'spool.db'}"
+[status]
+enabled = false
+[uplinks.kardia]
+type = "kardia"
+base_url = "{url}"
+api_key = "{API_KEY}"
+[[devices]]
+name = "hil-kardia"
+driver = "kardiamobile"
+transport = "{hil_kardia}"
+uplinks = ["kardia"]
+patient_id = "{patient}"
+recording_seconds = 10
+""")
+        gateway = Gateway(load(cfg))
+        await gateway.start()
+        runner = gateway.devices[0]
+        first_data = None
+        t_end = time.monotonic() + seconds + 30  # a device may need a while to start streaming
+        while time.monotonic() < t_end:
+            await asyncio.sleep(0.2)
+            if first_data is None and runner.driver.counters["samples"] > 0:
+                first_data = (time.monotonic(), runner.driver.counters["samples"])
+                t_end = time.monotonic() + seconds
+        assert first_data is not None, f"no samples from {hil_kardia} in {seconds + 30:.0f} s"
+        wall = time.monotonic() - first_data[0]
+        received = runner.driver.counters["samples"] - first_data[1]
+        counters = dict(runner.driver.counters)
+        streams = runner.pipeline.status()
+        infos = [st.info for st in runner.pipeline.streams.values()]
+        await gateway.stop(drain_timeout=30)
+        recs = await asyncio.to_thread(recordings, url, patient)
+    spool = Spool(tmp_path / "spool.db")
+    stats, gaps = spool.stats(), spool.gaps()
+    spool.close()
+
+    # Framing: every frame the device sent was well formed.
+    bad = {k: v for k, v in counters.items() if k in ("crc_errors", "bad_headers", "truncated_frames",
+                                                       "unsupported_version") or k.startswith("bad_frame:")}
+    assert not any(bad.values()), bad
+    # Rate: the device announced a rate; its samples arrive at that rate by the host's clock.
+    fs = infos[0].channels["leadI"].sampling_frequency
+    assert abs(received / wall - fs) <= RATE_TOLERANCE * fs, (received, wall, fs)
+    # Gaps: none recorded, none lost inside the device's own counters.
+    assert not gaps and not counters.get("lost_samples") and not counters.get("lost_frames")
+    # Upload: everything read was delivered, in recordings of the configured length.
+    assert stats["uplinks"]["kardia"]["pending"] == 0 and stats["dead_letters"] == 0
+    n_uploaded = sum(len(r["data"]["raw"]["samples"]["leadI"]) for r in recs)
+    assert n_uploaded == sum(s["samples"] for s in streams) == counters["samples"]
+    # Time: recordings follow one another exactly by the device counter, and lie near the wall clock.
+    starts = [datetime.fromisoformat(r["recordedAt"]).timestamp() for r in recs]
+    durations = [len(r["data"]["raw"]["samples"]["leadI"]) / fs for r in recs]
+    for a, b, d in zip(starts, starts[1:], durations):
+        assert abs((b - a) - d) < 0.005, (a, b, d)
+    assert abs(starts[-1] + durations[-1] - time.time()) < 60
+
+
+def test_hil_mode_against_the_simulator_on_a_pty(tmp_path):
+    """The HIL test above, run as a user would run it, with the simulator standing in for the device."""
+    sim = start_simulator(duration=60, speed=1.0, seed=41, link=tmp_path / "device", start=True)
+    try:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("WG_HIL_")}
+        proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__ + "::"
+                               "test_real_kardiamobile_frames_rate_time_gaps_upload",
+                               "--hil-kardia", f"serial://{tmp_path / 'device'}", "--hil-seconds", "12"],
+                              capture_output=True, text=True, timeout=180, env=env,
+                              cwd=os.path.dirname(os.path.dirname(__file__)))
+    finally:
+        sim.stop.set()
+        sim.port.close()
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert "1 passed" in proc.stdout
