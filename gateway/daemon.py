@@ -112,6 +112,14 @@ class Gateway:
             pipeline.on_durable = self.metrics.durable.labels(dev.name).observe
             self.devices.append(DeviceRunner(dev, open_transport(dev.transport), drivers.load(dev.driver)(), pipeline))
         logging.getLogger().addHandler(self.errors)
+        if cfg.status.enabled:  # first: a taken port should stop the start before any device is read
+            self.status_server = StatusServer(self, cfg.status.host, cfg.status.port, cfg.status.password)
+            try:
+                await self.status_server.start()
+            except OSError:
+                logging.getLogger().removeHandler(self.errors)
+                await self.spool.close()
+                raise
         await self._recover()
         for uplink in self.uplinks.values():
             self._uplink_tasks.append(asyncio.create_task(uplink.run(self.spool, self._stop_uplinks),
@@ -119,9 +127,6 @@ class Gateway:
         for runner in self.devices:
             self._device_tasks.append(asyncio.create_task(self._run_device(runner), name=f"device {runner.config.name}"))
         self._tick_task = asyncio.create_task(self._tick(), name="journal tick")
-        if cfg.status.enabled:
-            self.status_server = StatusServer(self, cfg.status.host, cfg.status.port, cfg.status.password)
-            await self.status_server.start()
         self._watchdog_task = asyncio.create_task(self.notifier.watchdog(), name="systemd watchdog")
         log.info("gateway started: %d device(s), %d uplink(s), spool %s (sync=%s)", len(self.devices),
                  len(self.uplinks), cfg.spool.path, cfg.spool.sync)

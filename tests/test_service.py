@@ -381,3 +381,19 @@ def test_a_full_notify_queue_never_blocks_the_daemon(tmp_path, caplog):
     assert any("queue" in r.getMessage() for r in caplog.records)
     n.close()
     deaf.close()
+
+
+def test_a_taken_status_port_is_a_clear_startup_error(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        cfg = tmp_path / "g.toml"
+        cfg.write_text(config_toml(tmp_path / "spool.db", "http://127.0.0.1:9/kardia", "p", str(tmp_path / "tty"),
+                                   recording_seconds=30, status_listen=f"127.0.0.1:{port}")
+                       .replace('api_key_env = "CHAIN_KARDIA_KEY"', 'api_key = "k"'))
+        proc = subprocess.run([PY, "-m", "gateway.cli", "run", "--config", str(cfg)], capture_output=True,
+                              text=True, timeout=60)
+    assert proc.returncode == 1
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert "cannot start" in lines[-1] and "address already in use" in lines[-1].lower(), proc.stderr

@@ -133,7 +133,6 @@ class QrsDetector:
             self._spk = float(first.max()) / 3.0
             self._npk = float(first.mean()) / 2.0
             self._learned = True
-        # Local maxima that are the largest within +-refractory.
         ctx_lo = max(0, lo - self._refractory - 1)
         ctx_hi = min(len(e), hi + self._refractory + 1)
         seg = e[ctx_lo:ctx_hi]
