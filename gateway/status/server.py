@@ -81,7 +81,7 @@ def build_app(gateway: Gateway, password: str | None = None) -> Starlette:
         except ValueError:
             return JSONResponse({"error": "seconds must be a number"}, 400)
         for channel in TRACE_CHANNELS:
-            # The whole ring is at most a few hundred KB; reading it never blocks the loop for long.
+            # Ask for enough at the highest rate (1000 Hz), then keep `seconds` at the channel's rate.
             got = runner.pipeline.recent(channel, int(seconds * 1000))
             if got is not None:
                 samples, fs, end_time = got
