@@ -122,6 +122,8 @@ def test_demo_units_run_the_whole_chain(staged, tmp_path):
         metrics = httpx.get(status + "/metrics").text
         page = httpx.get(status + "/").text
         s = _get(status + "/api/status")
+        demo_patient = httpx.get(f"http://127.0.0.1:{cloud_port}/kardia/v1/patients/DemoPatient000000000000000000001",
+                                 auth=("kardia-dev-key", ""))
     finally:
         for p in reversed(procs):
             p.send_signal(signal.SIGTERM)
@@ -129,6 +131,7 @@ def test_demo_units_run_the_whole_chain(staged, tmp_path):
     assert s["devices"][0]["name"] == "kardia-demo" and s["devices"][0]["connected"]
     assert 'wg_device_connected{device="kardia-demo"} 1.0' in metrics
     assert "<title>wearable-gateway</title>" in page
+    assert demo_patient.status_code == 200 and demo_patient.json()["mrn"] == "DEMO-1"  # the config's patient exists
     assert codes[0] == 0  # the gateway stopped cleanly on SIGTERM
     log = (tmp_path / "wearable-gateway.service.log").read_text()
     assert "gateway stopped" in log and "kardia-dev-key" not in log

@@ -160,21 +160,14 @@ class KardiaStore(SqliteStore):
         """Store a validated patient with a pending connection code; return the patient object."""
         pid = random_id(32, string.ascii_letters + string.digits)
         with self.tx() as db:
-            db.execute(
-                "INSERT INTO patients (id, account, mrn, dob, email, firstname, lastname, sex, created_at, code,"
-                " code_status) VALUES (?,?,?,?,?,?,?,?,?,?, 'pending')",
-                (pid, account, fields["mrn"], fields["dob"], fields["email"], fields.get("firstname"),
-                 fields.get("lastname"), fields.get("sex"), time.time(), connection_code()))
+            _insert_patient(db, account, pid, fields)
         return self.get_patient(account, pid)  # type: ignore[return-value]
 
     def ensure_patient(self, account: str, pid: str, fields: dict[str, Any]) -> dict[str, Any]:
         """A patient with exactly this id (created if missing): fixed ids for demo installations."""
         with self.tx() as db:
-            db.execute(
-                "INSERT INTO patients (id, account, mrn, dob, email, firstname, lastname, sex, created_at, code,"
-                " code_status) VALUES (?,?,?,?,?,?,?,?,?,?, 'pending') ON CONFLICT DO NOTHING",
-                (pid, account, fields["mrn"], fields["dob"], fields["email"], fields.get("firstname"),
-                 fields.get("lastname"), fields.get("sex"), time.time(), connection_code()))
+            if db.execute("SELECT 1 FROM patients WHERE id = ?", (pid,)).fetchone() is None:
+                _insert_patient(db, account, pid, fields)
         patient = self.get_patient(account, pid)
         if patient is None:
             raise ValueError(f"patient id {pid!r} belongs to another account")
@@ -401,3 +394,12 @@ def _recording_object(row: tuple) -> dict[str, Any]:
                                                                                          enhanced_samples),
         },
     }
+
+
+def _insert_patient(db: Any, account: str, pid: str, fields: dict[str, Any]) -> None:
+    """One patient row with a fresh pending connection code."""
+    db.execute(
+        "INSERT INTO patients (id, account, mrn, dob, email, firstname, lastname, sex, created_at, code,"
+        " code_status) VALUES (?,?,?,?,?,?,?,?,?,?, 'pending')",
+        (pid, account, fields["mrn"], fields["dob"], fields["email"], fields.get("firstname"),
+         fields.get("lastname"), fields.get("sex"), time.time(), connection_code()))
