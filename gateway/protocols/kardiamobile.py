@@ -7,22 +7,21 @@ and the gateway's driver decodes with `FrameDecoder`.
 from __future__ import annotations
 
 import struct
-from binascii import crc_hqx
-from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
+
+from gateway.protocols import framing
+from gateway.protocols.framing import HEADER_SIZE, OVERHEAD, SEQ_MODULO, crc16
+
+# Re-exported: the simulator's fault injector and the tests use them through this module.
+__all__ = ["HEADER_SIZE", "OVERHEAD", "SEQ_MODULO", "crc16", "FrameDecoder", "encode_info", "encode_samples"]
 
 SYNC = b"\xa5\x5a"
 SYNC0 = 0xA5
 VERSION = 1
 TYPE_INFO = 0x01
 TYPE_SAMPLES = 0x02
-
-HEADER = struct.Struct("<2sBBHH")  # sync, version, type, seq, payload length
-HEADER_SIZE = HEADER.size  # 8
-CRC = struct.Struct("<H")
-OVERHEAD = HEADER_SIZE + CRC.size  # 10
 
 INFO = struct.Struct("<16sBBBBHHII")  # serial, fw major/minor/patch, mains, rate, resolution, boot id, next counter
 INFO_LEN = INFO.size  # 32
@@ -39,13 +38,7 @@ FLAG_LEAD_OFF = 0x01
 FLAG_SATURATED = 0x02
 FLAGS_DEFINED = FLAG_LEAD_OFF | FLAG_SATURATED
 COUNTER_MODULO = 1 << 32
-SEQ_MODULO = 1 << 16
 MAX_FRAME = OVERHEAD + SAMPLES_HEAD_LEN + 2 * MAX_SAMPLES  # 144
-
-
-def crc16(data: bytes | bytearray | memoryview) -> int:
-    """CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF), as the spec defines it."""
-    return crc_hqx(data, 0xFFFF)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,8 +69,7 @@ Frame = InfoFrame | SamplesFrame
 
 
 def _frame(ftype: int, seq: int, payload: bytes) -> bytes:
-    body = HEADER.pack(SYNC, VERSION, ftype, seq % SEQ_MODULO, len(payload))[2:] + payload
-    return SYNC + body + CRC.pack(crc16(body))
+    return framing.encode_frame(SYNC, VERSION, ftype, seq, payload)
 
 
 def encode_info(seq: int, serial_number: str, firmware: tuple[int, int, int], mains_frequency: int,
@@ -145,77 +137,12 @@ def _parse_samples(seq: int, payload: bytes) -> SamplesFrame | str:
     return SamplesFrame(seq, counter, flags, samples)
 
 
-class FrameDecoder:
-    """Byte-stream parser: hunts for sync, checks header, CRC and fields; counts every reject.
+def _parse(ftype: int, seq: int, payload: bytes) -> Frame | str:
+    return _parse_info(seq, payload) if ftype == TYPE_INFO else _parse_samples(seq, payload)
 
-    Chunk boundaries do not matter: feeding a stream byte by byte gives the same frames and
-    counters as feeding it whole.
-    """
+
+class FrameDecoder(framing.FrameDecoder):
+    """The shared frame layer with KardiaMobile's sync, version, lengths and payloads."""
 
     def __init__(self) -> None:
-        self._buf = bytearray()
-        self.counters: Counter[str] = Counter()
-
-    @property
-    def buffered(self) -> int:
-        """Bytes held waiting for the rest of a frame."""
-        return len(self._buf)
-
-    def feed(self, data: bytes) -> list[Frame]:
-        """Consume bytes; return the complete valid frames they finish, in order."""
-        buf = self._buf
-        buf += data
-        c = self.counters
-        c["bytes"] += len(data)
-        out: list[Frame] = []
-        pos, n = 0, len(buf)
-        while True:
-            i = buf.find(SYNC, pos)
-            if i < 0:
-                # A trailing 0xA5 may be the first half of a sync split across chunks.
-                keep = 1 if n > pos and buf[n - 1] == SYNC0 else 0
-                c["skipped_bytes"] += n - keep - pos
-                pos = n - keep
-                break
-            c["skipped_bytes"] += i - pos
-            pos = i
-            if n - pos < HEADER_SIZE:
-                break
-            _, version, ftype, seq, length = HEADER.unpack_from(buf, pos)
-            if version != VERSION:
-                c["unsupported_version"] += 1
-                c["skipped_bytes"] += 1
-                pos += 1
-                continue
-            if not _legal_length(ftype, length):
-                c["bad_headers"] += 1
-                c["skipped_bytes"] += 1
-                pos += 1
-                continue
-            end = pos + OVERHEAD + length
-            if end > n:
-                break
-            if crc16(buf[pos + 2:end - 2]) != CRC.unpack_from(buf, end - 2)[0]:
-                # Skip one byte only: the corrupt field may be the length itself.
-                c["crc_errors"] += 1
-                c["skipped_bytes"] += 1
-                pos += 1
-                continue
-            payload = bytes(buf[pos + HEADER_SIZE:end - 2])
-            frame = _parse_info(seq, payload) if ftype == TYPE_INFO else _parse_samples(seq, payload)
-            if isinstance(frame, str):
-                c["bad_frame:" + frame] += 1
-            else:
-                c["frames"] += 1
-                out.append(frame)
-            pos = end
-        del buf[:pos]
-        return out
-
-    def reset(self) -> None:
-        """The link dropped: discard and count a partial frame."""
-        if self._buf:
-            if self._buf.startswith(SYNC):
-                self.counters["truncated_frames"] += 1
-            self.counters["skipped_bytes"] += len(self._buf)
-            self._buf.clear()
+        super().__init__(SYNC, VERSION, _legal_length, _parse)
