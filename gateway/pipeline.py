@@ -162,7 +162,8 @@ class DevicePipeline:
             fs = info.channels[channel].sampling_frequency
             windows = {p.uplink: p.window(info, channel) for p in packagers}
             capacity = max(windows.values()) + int(RING_MARGIN_S * fs)
-            st = _Stream(info, sid, fs, packagers, RingBuffer(capacity), StreamClock(fs), windows)
+            ring = RingBuffer(capacity, np.dtype(info.channels[channel].dtype))
+            st = _Stream(info, sid, fs, packagers, ring, StreamClock(fs), windows)
             saved = await self.spool.call(self.spool.spool.stream, sid.key)
             if saved is not None:
                 st.resume_from = saved.next_counter

@@ -39,6 +39,7 @@ class ChannelInfo:
 
     sampling_frequency: int
     units_per_mv: float | None = None
+    dtype: str = "<i2"  # how samples are held from the driver to the wire (int16 unless said)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +89,8 @@ DriverEvent = DeviceInfo | SampleBlock | Gap
 def info_to_json(info: DeviceInfo) -> dict[str, Any]:
     """DeviceInfo as plain JSON (the spool stores it with each stream)."""
     return {"device": info.device, "session": info.session, "model": info.model, "firmware": info.firmware,
-            "channels": {name: {"sampling_frequency": c.sampling_frequency, "units_per_mv": c.units_per_mv}
+            "channels": {name: {"sampling_frequency": c.sampling_frequency, "units_per_mv": c.units_per_mv,
+                                **({"dtype": c.dtype} if c.dtype != "<i2" else {})}
                          for name, c in info.channels.items()},
             "extra": info.extra}
 

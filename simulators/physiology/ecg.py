@@ -90,6 +90,14 @@ class EcgSynth:
         self._af_queue: list[float] = []
         self.beat_times: list[float] = []  # every R time generated, for tests and analysis checks
 
+    def breathing_phase(self, t: np.ndarray) -> np.ndarray:
+        """The breathing cycle's phase (rad) at times t (s); chest expansion is cos(phase).
+
+        RSA shortens RR at sin(phase) = -1, mid-inspiration, where expansion rises fastest:
+        a respiration channel drawn from this phase is physiologically coupled to the ECG.
+        """
+        return 2 * np.pi * self._resp_hz * np.asarray(t, dtype=float) + self._phases[0]
+
     def _rr(self, t: float) -> float:
         rr0 = self._rr0
         if self.rhythm == "afib":
