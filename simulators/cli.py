@@ -1,6 +1,7 @@
 """wearable-sim: device simulators and cloud emulators.
 
     wearable-sim device kardia [--port PATH | --link PATH] [--duration S] [--speed X | --fast] ...
+    wearable-sim device hexoskin [--port PATH | --link PATH] [--breathing-rate N] [--activity walk] ...
     wearable-sim cloud --port PORT --data-dir DIR
 """
 
@@ -28,10 +29,45 @@ def _progress_printer(label: str, stream=sys.stderr):
     return show
 
 
+def _open_port(args: argparse.Namespace):
+    """The port to write to (a real one, or a new pty); None after saying why it failed."""
+    from simulators.devices.serial_front import PtyPort, SerialPort
+
+    try:
+        return SerialPort(args.port, args.baudrate) if args.port else PtyPort(link=args.link)
+    except Exception as exc:  # pyserial and os errors alike: say which port and why
+        print(f"wearable-sim: cannot open {args.port or 'a pseudo-terminal'}: {exc}", file=sys.stderr)
+        return None
+
+
+def _serve(label: str, port, frames, args: argparse.Namespace, describe: str, faults=None):
+    """Write a model's frames to the port, paced, until the duration or a signal; the run's stats."""
+    from simulators.devices.serial_front import PtyPort, run_frames
+
+    print(f"PORT {port.path}", flush=True)  # the first line: what the gateway should open
+    if isinstance(port, PtyPort) and not args.no_wait:
+        print("waiting for a reader to open the port (--no-wait starts at once)", file=sys.stderr, flush=True)
+    print(f"{describe}, {'as fast as read' if args.fast else f'x{args.speed:g}'}", file=sys.stderr, flush=True)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        if isinstance(port, PtyPort) and not args.no_wait and not port.wait_for_reader(stop):
+            return None
+        stats = run_frames(frames, port, duration=args.duration, speed=None if args.fast else args.speed,
+                           faults=faults, stop=stop, progress=None if args.quiet else _progress_printer(label))
+        if not port.drain(timeout=5.0):
+            print("wearable-sim: the reader did not take the last bytes within 5 s", file=sys.stderr)
+    finally:
+        port.close()
+    if not args.quiet and sys.stderr.isatty():
+        sys.stderr.write("\n")
+    return stats
+
+
 def _device_kardia(args: argparse.Namespace) -> int:
     from simulators.devices.faults import FaultInjector
     from simulators.devices.kardiamobile import KardiaMobileModel
-    from simulators.devices.serial_front import PtyPort, SerialPort, run_frames
     from simulators.physiology.ecg import EcgParams, EcgSynth
     from simulators.physiology.replay import ReplayError, ReplaySource, load_record
 
@@ -56,41 +92,60 @@ def _device_kardia(args: argparse.Namespace) -> int:
     except (ValueError, ReplayError) as exc:
         print(f"wearable-sim: {exc}", file=sys.stderr)
         return 2
-    try:
-        port = SerialPort(args.port, args.baudrate) if args.port else PtyPort(link=args.link)
-    except Exception as exc:  # pyserial and os errors alike: say which port and why
-        print(f"wearable-sim: cannot open {args.port or 'a pseudo-terminal'}: {exc}", file=sys.stderr)
+    port = _open_port(args)
+    if port is None:
         return 2
-    print(f"PORT {port.path}", flush=True)  # the first line: what the gateway should open
-    if isinstance(port, PtyPort) and not args.no_wait:
-        print("waiting for a reader to open the port (--no-wait starts at once)", file=sys.stderr, flush=True)
-    print(f"kardia {args.serial_number} (boot id {model.boot_id:08x}): {what}, mains {args.mains} Hz, "
-          f"{args.amplitude_resolution} nV/unit, {'as fast as read' if args.fast else f'x{args.speed:g}'}",
-          file=sys.stderr, flush=True)
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    try:
-        if isinstance(port, PtyPort) and not args.no_wait and not port.wait_for_reader(stop):
-            port.close()
-            return 130
-        stats = run_frames(model.frames(), port, duration=args.duration, speed=None if args.fast else args.speed,
-                           faults=faults if faults.active else None, stop=stop,
-                           progress=None if args.quiet else _progress_printer("kardia"))
-        if not port.drain(timeout=5.0):
-            print("wearable-sim: the reader did not take the last bytes within 5 s", file=sys.stderr)
-    finally:
-        port.close()
+    stats = _serve("kardia", port, model.frames(), args,
+                   f"kardia {args.serial_number} (boot id {model.boot_id:08x}): {what}, mains {args.mains} Hz, "
+                   f"{args.amplitude_resolution} nV/unit", faults if faults.active else None)
+    if stats is None:
+        return 130
     summary = {"device": "kardia", "serial_number": args.serial_number, "boot_id": f"{model.boot_id:08x}",
                "port": port.path, **stats.as_dict(), "saturated_frames": model.saturated}
-    if not args.quiet and sys.stderr.isatty():
-        sys.stderr.write("\n")
     if args.json:
         print(json.dumps(summary))
     else:
         print(f"sent {stats.frames} frames ({stats.info_frames} device info, {stats.sample_frames} samples), "
               f"{stats.samples} samples = {stats.signal_seconds:.1f} s of ECG, {stats.bytes} bytes "
               f"in {stats.wall_seconds:.1f} s" + (f"; faults {stats.faults}" if stats.faults else ""))
+    return 0
+
+
+def _device_hexoskin(args: argparse.Namespace) -> int:
+    from simulators.devices.hexoskin import HexoskinModel
+    from simulators.physiology.ecg import EcgParams, EcgSynth
+    from simulators.physiology.respiration import BreathingParams, MotionSynth, RespirationSynth
+
+    if args.speed <= 0 or (args.duration is not None and args.duration <= 0):
+        print("wearable-sim: --speed and --duration must be positive", file=sys.stderr)
+        return 2
+    try:
+        if not 4 <= args.breathing_rate <= 60 or not 0 < args.depth <= 3:
+            raise ValueError("--breathing-rate must be 4-60 per minute and --depth 0-3")
+        ecg = EcgSynth(256, EcgParams(rhythm=args.rhythm, heart_rate=args.heart_rate,
+                                      breathing_rate=args.breathing_rate, noise_mv=args.noise, seed=args.seed))
+        model = HexoskinModel(ecg, RespirationSynth(128, ecg.breathing_phase, BreathingParams(args.depth, seed=args.seed)),
+                              MotionSynth(64, args.activity, args.cadence, seed=args.seed),
+                              device_id=args.device_id, leads=args.leads, session_id=args.session_id)
+    except ValueError as exc:
+        print(f"wearable-sim: {exc}", file=sys.stderr)
+        return 2
+    port = _open_port(args)
+    if port is None:
+        return 2
+    activity = args.activity + (f" at {model.motion.cadence:g} steps/min" if args.activity != "rest" else "")
+    stats = _serve("hexoskin", port, model.frames(), args,
+                   f"hexoskin {args.device_id} (session {model.session_id:08x}): {ecg.rhythm} at {ecg.heart_rate:g} bpm,"
+                   f" breathing {args.breathing_rate:g}/min (depth {args.depth:g}), {activity}, {args.leads} lead(s)")
+    if stats is None:
+        return 130
+    summary = {"device": "hexoskin", "device_id": args.device_id, "session_id": f"{model.session_id:08x}",
+               "session_start": model.session_start, "port": port.path, **stats.as_dict()}
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"sent {stats.frames} frames ({stats.info_frames} device info, {stats.sample_frames} blocks),"
+              f" {stats.signal_seconds:.1f} s of signal, {stats.bytes} bytes in {stats.wall_seconds:.1f} s")
     return 0
 
 
@@ -175,6 +230,36 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--quiet", action="store_true", help="no progress line")
     out.add_argument("--json", action="store_true", help="print the summary as JSON")
     k.set_defaults(func=_device_kardia)
+
+    h = devices.add_parser("hexoskin", help="Hexoskin-class shirt: ECG, respiration bands, accelerometer over serial",
+                           description="Simulate a Hexoskin-class shirt recorder (firmware_specs/hexoskin.md) on a "
+                                       "serial port or a new pseudo-terminal. The first line printed is 'PORT <path>'.")
+    where = h.add_argument_group("where")
+    where.add_argument("--port", help="a real serial port to write to (default: create a pseudo-terminal)")
+    where.add_argument("--link", help="with a pseudo-terminal: also make this stable symlink to it")
+    where.add_argument("--baudrate", type=int, default=115200)
+    where.add_argument("--no-wait", action="store_true", help="with a pseudo-terminal: stream at once")
+    timing = h.add_argument_group("timing")
+    timing.add_argument("--duration", type=float, help="seconds of signal to send (default: until interrupted)")
+    timing.add_argument("--speed", type=float, default=1.0, help="times faster than real time (default 1)")
+    timing.add_argument("--fast", action="store_true", help="as fast as the reader takes it")
+    body = h.add_argument_group("the person")
+    body.add_argument("--rhythm", default="normal", help="normal, afib, bradycardia, tachycardia")
+    body.add_argument("--heart-rate", type=float, help="bpm")
+    body.add_argument("--breathing-rate", type=float, default=15.0, help="breaths per minute (default 15)")
+    body.add_argument("--depth", type=float, default=1.0, help="breathing depth, 1.0 = quiet breathing")
+    body.add_argument("--activity", default="rest", choices=("rest", "walk", "run"))
+    body.add_argument("--cadence", type=float, help="steps per minute when walking or running")
+    body.add_argument("--noise", type=float, default=0.01, help="ECG white noise, mV")
+    body.add_argument("--seed", type=int)
+    dev = h.add_argument_group("device")
+    dev.add_argument("--device-id", default="HXSKIN12000001")
+    dev.add_argument("--leads", type=int, default=1, choices=(1, 3))
+    dev.add_argument("--session-id", type=lambda v: int(v, 0), help="default: random")
+    out = h.add_argument_group("output")
+    out.add_argument("--quiet", action="store_true", help="no progress line")
+    out.add_argument("--json", action="store_true", help="print the summary as JSON")
+    h.set_defaults(func=_device_hexoskin)
 
     cloud = sub.add_parser("cloud", help="serve every cloud emulator",
                            description="Serve the vendor API emulators on one port, each under its prefix.")
