@@ -151,3 +151,4 @@ def test_run_refuses_an_invalid_configuration(tmp_path):
 def test_drivers_are_listed_from_entry_points():
     proc = subprocess.run([PY, "-m", "gateway.cli", "drivers"], capture_output=True, text=True, timeout=60)
     assert "kardiamobile" in proc.stdout and "gateway.drivers.kardiamobile:KardiaMobileDriver" in proc.stdout
+    assert "gateway.drivers.hexoskin:HexoskinDriver" in proc.stdout
