@@ -131,8 +131,11 @@ def test_demo_runs_the_whole_chain_and_reports_json(tmp_path):
     check = summary["check"]
     assert check["bit_exact"] and check["samples_sent"] == check["samples_stored"] == 12_000
     assert summary["emulator"]["durations_ms"] == [30_000, 10_000]  # a full recording, then the final partial one
-    # The default 70 bpm sinus rhythm, analysed by the gateway; 10 s is too short for a rhythm.
-    assert summary["emulator"]["analysis"] == ["normal 70 bpm", "too_short 70 bpm"]
+    # The default 70 bpm sinus rhythm, analysed by the gateway (within 1 bpm: the demo's signal is
+    # random, and 10 s of respiratory sinus arrhythmia can average 69); 10 s is too short for a rhythm.
+    analysis = [a.split() for a in summary["emulator"]["analysis"]]
+    assert [a[0] for a in analysis] == ["normal", "too_short"]
+    assert all(abs(int(a[1]) - 70) <= 1 and a[2] == "bpm" for a in analysis), analysis
     assert summary["gateway"]["gaps"] == 0 and summary["gateway"]["dead_letters"] == 0
     assert summary["hub"] == {**summary["hub"], "ecg_summaries": 2, "matches_recordings": True}
     assert (tmp_path / "spool.db").exists() and (tmp_path / "cloud" / "kardia.db").exists()
