@@ -1,0 +1,1 @@
+"""The Hexoskin API emulator (issue 4): authentication first; resources follow."""
