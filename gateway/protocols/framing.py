@@ -28,6 +28,16 @@ def crc16(data: bytes | bytearray | memoryview) -> int:
     return crc_hqx(data, 0xFFFF)
 
 
+def padded_ascii(raw: bytes) -> str | None:
+    """A NUL-padded printable-ASCII field (serial numbers, device ids); None if it breaks the rules."""
+    text = raw.split(b"\0", 1)
+    if not text[0] or (len(text) == 2 and text[1].strip(b"\0")):
+        return None
+    if any(b < 0x20 or b > 0x7E for b in text[0]):
+        return None
+    return text[0].decode("ascii")
+
+
 def encode_frame(sync: bytes, version: int, ftype: int, seq: int, payload: bytes) -> bytes:
     """One frame around a payload."""
     body = HEADER.pack(sync, version, ftype, seq % SEQ_MODULO, len(payload))[2:] + payload

@@ -140,18 +140,9 @@ def _legal_length(ftype: int, length: int) -> bool:
     return False
 
 
-def _device_id(raw: bytes) -> str | None:
-    text = raw.split(b"\0", 1)
-    if not text[0] or (len(text) == 2 and text[1].strip(b"\0")):
-        return None
-    if any(b < 0x20 or b > 0x7E for b in text[0]):
-        return None
-    return text[0].decode("ascii")
-
-
 def _parse_info(seq: int, payload: bytes) -> InfoFrame | str:
     raw, fw1, fw2, fw3, channels, session, start, battery, reserved = INFO.unpack(payload)
-    device_id = _device_id(raw)
+    device_id = framing.padded_ascii(raw)
     if device_id is None:
         return "device_id"
     if channels & ~CHANNELS_DEFINED or not channels & CH_ECG_I:

@@ -102,18 +102,9 @@ def _legal_length(ftype: int, length: int) -> bool:
     return False
 
 
-def _printable_serial(raw: bytes) -> str | None:
-    text = raw.split(b"\0", 1)
-    if not text[0] or (len(text) == 2 and text[1].strip(b"\0")):
-        return None
-    if any(b < 0x20 or b > 0x7E for b in text[0]):
-        return None
-    return text[0].decode("ascii")
-
-
 def _parse_info(seq: int, payload: bytes) -> InfoFrame | str:
     raw, fw1, fw2, fw3, mains, rate, res, boot, nxt = INFO.unpack(payload)
-    serial = _printable_serial(raw)
+    serial = framing.padded_ascii(raw)
     if serial is None:
         return "serial_number"
     if mains not in MAINS_FREQUENCIES:
