@@ -243,7 +243,7 @@ def test_breathing_rate_from_ecg(name, rate, rpm):
     x = EcgSynth(fs, EcgParams(rhythm=name, heart_rate=rate, breathing_rate=rpm, noise_mv=0.02, wander_mv=0.2,
                                seed=rpm)).next(fs * 120)
     filtered = quality.band_passed(x, fs)
-    peaks = qrs.refine_peaks(filtered, qrs.detect_r_peaks(x, fs), fs)
+    peaks = qrs.r_peaks(x, fs, filtered)
     assert breathing.ecg_breathing_rate(filtered, peaks, fs) == pytest.approx(rpm, abs=1.5)
 
 
@@ -253,7 +253,7 @@ def test_quality_marks_the_noisy_stretch_unreadable():
     rng = np.random.default_rng(9)
     x[10 * fs:20 * fs] += rng.normal(0, 1.0, 10 * fs)  # 10 s of heavy muscle noise in the middle
     filtered = quality.band_passed(x, fs)
-    peaks = qrs.refine_peaks(filtered, qrs.detect_r_peaks(x, fs), fs)
+    peaks = qrs.r_peaks(x, fs, filtered)
     beats = quality.beat_quality(filtered, peaks, fs)
     readable = quality.readable_windows(peaks, beats.clean, len(x), fs, 5.0)
     assert readable.tolist() == [True, True, False, False, True, True]

@@ -32,11 +32,12 @@ def analyse_ecg(samples: np.ndarray, fs: float, mains_frequency: int | None = No
                 with_enhanced: bool = True) -> EcgAnalysis:
     """Analyse one single-lead recording in any units; `no_analysis` for an unsupported rate or non-finite data."""
     x = np.asarray(samples, dtype=float)
-    if not qrs.MIN_RATE_HZ <= fs <= qrs.MAX_RATE_HZ or len(x) == 0 or not np.isfinite(x).all():
-        enh = enhanced.enhance(x, fs, mains_frequency) if with_enhanced and np.isfinite(x).all() else None
+    finite = bool(np.isfinite(x).all())
+    if not qrs.MIN_RATE_HZ <= fs <= qrs.MAX_RATE_HZ or len(x) == 0 or not finite:
+        enh = enhanced.enhance(x, fs, mains_frequency) if with_enhanced and finite else None
         return EcgAnalysis(fs, len(x), np.zeros(0, dtype=np.int64), None, "no_analysis", "no_analysis", None, enh)
     filtered = quality.band_passed(x, fs)
-    peaks = qrs.refine_peaks(filtered, qrs.detect_r_peaks(x, fs), fs)
+    peaks = qrs.r_peaks(x, fs, filtered)
     enh = enhanced.enhance(x, fs, mains_frequency, peaks) if with_enhanced else None
     f = rhythm.features(filtered, peaks, fs)
     rhythm_name = rhythm.classify(f)

@@ -46,10 +46,10 @@ def median_baseline(x: np.ndarray, fs: float) -> np.ndarray:
     return b
 
 
-def baseline(x: np.ndarray, fs: float, peaks: np.ndarray | None = None) -> np.ndarray:
+def baseline(x: np.ndarray, fs: float, peaks: np.ndarray | None) -> np.ndarray:
     """The wander under an ECG: a spline through each beat's PR level (median filter if < 4 beats)."""
     if peaks is None:
-        peaks = qrs.r_peaks(x, fs) if qrs.MIN_RATE_HZ <= fs <= qrs.MAX_RATE_HZ else np.zeros(0, np.int64)
+        return median_baseline(x, fs)
     a, b = (int(round(s * fs)) for s in PR_SEGMENT_S)
     peaks = np.asarray(peaks, dtype=np.int64)
     peaks = peaks[(peaks - a >= 0) & (peaks - b <= len(x))]

@@ -238,7 +238,7 @@ def refine_peaks(filtered: np.ndarray, peaks: np.ndarray, fs: float) -> np.ndarr
     return np.unique(centres - w + np.argmax(dev, axis=1))
 
 
-def r_peaks(samples: np.ndarray, fs: float) -> np.ndarray:
-    """Detected and refined R peaks of a whole recording (what `analyse_ecg` reports)."""
+def r_peaks(samples: np.ndarray, fs: float, filtered: np.ndarray | None = None) -> np.ndarray:
+    """Detected and refined R peaks of a whole recording; `filtered`: its 1-40 Hz copy, if at hand."""
     x = np.asarray(samples, dtype=float)
-    return refine_peaks(band_passed(x, fs), detect_r_peaks(x, fs), fs)
+    return refine_peaks(band_passed(x, fs) if filtered is None else filtered, detect_r_peaks(x, fs), fs)
