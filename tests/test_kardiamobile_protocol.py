@@ -16,16 +16,16 @@ DECODER_COUNTERS = {"frames", "skipped_bytes", "bad_headers", "unsupported_versi
                     "truncated_frames"}
 
 
-def _generator():
-    """The vector generator: its bitwise CRC is independent of the gateway's codec."""
-    path = VECTORS / "make_kardiamobile_vectors.py"
-    spec = importlib.util.spec_from_file_location("make_kardiamobile_vectors", path)
+def _reference():
+    """The vector generators' frame layer: its bitwise CRC is independent of the gateway's codec."""
+    path = VECTORS / "reference_frame.py"
+    spec = importlib.util.spec_from_file_location("reference_frame", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-crc_bitwise = _generator().crc16_ccitt_false
+crc_bitwise = _reference().crc16_ccitt_false
 
 
 def frame_fields(frame: proto.Frame) -> dict:

@@ -1,37 +1,22 @@
 """Generate hexoskin.json, the golden vectors of firmware_specs/hexoskin.md.
 
-Built with struct and a bitwise CRC on purpose: nothing here imports the gateway, so the
-vectors check the project's codec instead of echoing it. Run it only when the protocol
-changes: `python firmware_specs/vectors/make_hexoskin_vectors.py`.
+Built with struct and the bitwise CRC of reference_frame.py on purpose: nothing here imports
+the gateway, so the vectors check the project's codec instead of echoing it. Run it only when
+the protocol changes: `python firmware_specs/vectors/make_hexoskin_vectors.py`.
 """
 
 from __future__ import annotations
 
 import json
 import struct
+from functools import partial
 from pathlib import Path
+
+from reference_frame import make_frame  # the sibling module: run this file as a script
 
 SYNC = b"\x48\x58"
 START = 1795426200 * 256  # 2026-11-23 09:30:00 UTC as a HexoTimestamp
-
-
-def crc16_ccitt_false(data: bytes) -> int:
-    """Bitwise CRC-16/CCITT-FALSE exactly as the spec's C reference."""
-    crc = 0xFFFF
-    for byte in data:
-        crc ^= byte << 8
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x1021) & 0xFFFF if crc & 0x8000 else (crc << 1) & 0xFFFF
-    return crc
-
-
-assert crc16_ccitt_false(b"123456789") == 0x29B1
-
-
-def frame(ftype: int, seq: int, payload: bytes, version: int = 1, length: int | None = None) -> bytes:
-    """One frame; `length` overrides the header's length field for bad-header cases."""
-    body = struct.pack("<BBHH", version, ftype, seq & 0xFFFF, len(payload) if length is None else length) + payload
-    return SYNC + body + struct.pack("<H", crc16_ccitt_false(body))
+frame = partial(make_frame, SYNC)
 
 
 def info(seq: int, device_id: str = "HXSKIN12000123", fw=(3, 1, 4), channels: int = 0x39,
