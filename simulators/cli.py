@@ -29,6 +29,14 @@ def _progress_printer(label: str, stream=sys.stderr):
     return show
 
 
+def _timing_ok(args: argparse.Namespace) -> bool:
+    """--speed and --duration are positive (said on stderr when not)."""
+    if args.speed <= 0 or (args.duration is not None and args.duration <= 0):
+        print("wearable-sim: --speed and --duration must be positive", file=sys.stderr)
+        return False
+    return True
+
+
 def _open_port(args: argparse.Namespace):
     """The port to write to (a real one, or a new pty); None after saying why it failed."""
     from simulators.devices.serial_front import PtyPort, SerialPort
@@ -71,8 +79,7 @@ def _device_kardia(args: argparse.Namespace) -> int:
     from simulators.physiology.ecg import EcgParams, EcgSynth
     from simulators.physiology.replay import ReplayError, ReplaySource, load_record
 
-    if args.speed <= 0 or (args.duration is not None and args.duration <= 0):
-        print("wearable-sim: --speed and --duration must be positive", file=sys.stderr)
+    if not _timing_ok(args):
         return 2
     try:
         if args.replay:
@@ -116,8 +123,7 @@ def _device_hexoskin(args: argparse.Namespace) -> int:
     from simulators.physiology.ecg import EcgParams, EcgSynth
     from simulators.physiology.respiration import BreathingParams, MotionSynth, RespirationSynth
 
-    if args.speed <= 0 or (args.duration is not None and args.duration <= 0):
-        print("wearable-sim: --speed and --duration must be positive", file=sys.stderr)
+    if not _timing_ok(args):
         return 2
     try:
         if not 4 <= args.breathing_rate <= 60 or not 0 < args.depth <= 3:
@@ -182,6 +188,27 @@ def _cloud(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_port_and_timing(p: argparse.ArgumentParser) -> None:
+    """Where a device simulator writes and how fast: the same for every device."""
+    where = p.add_argument_group("where")
+    where.add_argument("--port", help="a real serial port to write to (default: create a pseudo-terminal)")
+    where.add_argument("--link", help="with a pseudo-terminal: also make this stable symlink to it")
+    where.add_argument("--baudrate", type=int, default=115200)
+    where.add_argument("--no-wait", action="store_true",
+                       help="with a pseudo-terminal: stream at once instead of when a reader opens it")
+    timing = p.add_argument_group("timing")
+    timing.add_argument("--duration", type=float, help="seconds of signal to send (default: until interrupted)")
+    timing.add_argument("--speed", type=float, default=1.0, help="times faster than real time (default 1)")
+    timing.add_argument("--fast", action="store_true", help="as fast as the reader takes it")
+
+
+def _add_output(p: argparse.ArgumentParser) -> None:
+    """Progress and summary options of a device simulator."""
+    out = p.add_argument_group("output")
+    out.add_argument("--quiet", action="store_true", help="no progress line")
+    out.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for docs and tests)."""
     parser = argparse.ArgumentParser(prog="wearable-sim", description=__doc__.split("\n\n")[0])
@@ -192,16 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     k = devices.add_parser("kardia", help="KardiaMobile-class single-lead ECG over serial",
                            description="Simulate a KardiaMobile recorder on a serial port or a new pseudo-terminal. "
                                        "The first line printed is 'PORT <path>': the port the gateway opens.")
-    where = k.add_argument_group("where")
-    where.add_argument("--port", help="a real serial port to write to (default: create a pseudo-terminal)")
-    where.add_argument("--link", help="with a pseudo-terminal: also make this stable symlink to it")
-    where.add_argument("--baudrate", type=int, default=115200)
-    where.add_argument("--no-wait", action="store_true",
-                       help="with a pseudo-terminal: stream at once instead of when a reader opens it")
-    timing = k.add_argument_group("timing")
-    timing.add_argument("--duration", type=float, help="seconds of ECG to send (default: until interrupted)")
-    timing.add_argument("--speed", type=float, default=1.0, help="times faster than real time (default 1)")
-    timing.add_argument("--fast", action="store_true", help="as fast as the reader takes it")
+    _add_port_and_timing(k)
     sig = k.add_argument_group("signal")
     sig.add_argument("--rhythm", default="normal", help="normal, afib, bradycardia, tachycardia")
     sig.add_argument("--heart-rate", type=float, help="bpm (default per rhythm: 70, 95, 45, 125)")
@@ -226,23 +244,13 @@ def build_parser() -> argparse.ArgumentParser:
     flt.add_argument("--garbage", type=float, default=0.0, help="probability of garbage before a frame")
     flt.add_argument("--corrupt", type=float, default=0.0, help="probability of a corrupt CRC")
     flt.add_argument("--drop", type=float, default=0.0, help="probability of a dropped frame")
-    out = k.add_argument_group("output")
-    out.add_argument("--quiet", action="store_true", help="no progress line")
-    out.add_argument("--json", action="store_true", help="print the summary as JSON")
+    _add_output(k)
     k.set_defaults(func=_device_kardia)
 
     h = devices.add_parser("hexoskin", help="Hexoskin-class shirt: ECG, respiration bands, accelerometer over serial",
                            description="Simulate a Hexoskin-class shirt recorder (firmware_specs/hexoskin.md) on a "
                                        "serial port or a new pseudo-terminal. The first line printed is 'PORT <path>'.")
-    where = h.add_argument_group("where")
-    where.add_argument("--port", help="a real serial port to write to (default: create a pseudo-terminal)")
-    where.add_argument("--link", help="with a pseudo-terminal: also make this stable symlink to it")
-    where.add_argument("--baudrate", type=int, default=115200)
-    where.add_argument("--no-wait", action="store_true", help="with a pseudo-terminal: stream at once")
-    timing = h.add_argument_group("timing")
-    timing.add_argument("--duration", type=float, help="seconds of signal to send (default: until interrupted)")
-    timing.add_argument("--speed", type=float, default=1.0, help="times faster than real time (default 1)")
-    timing.add_argument("--fast", action="store_true", help="as fast as the reader takes it")
+    _add_port_and_timing(h)
     body = h.add_argument_group("the person")
     body.add_argument("--rhythm", default="normal", help="normal, afib, bradycardia, tachycardia")
     body.add_argument("--heart-rate", type=float, help="bpm")
@@ -256,9 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--device-id", default="HXSKIN12000001")
     dev.add_argument("--leads", type=int, default=1, choices=(1, 3))
     dev.add_argument("--session-id", type=lambda v: int(v, 0), help="default: random")
-    out = h.add_argument_group("output")
-    out.add_argument("--quiet", action="store_true", help="no progress line")
-    out.add_argument("--json", action="store_true", help="print the summary as JSON")
+    _add_output(h)
     h.set_defaults(func=_device_hexoskin)
 
     cloud = sub.add_parser("cloud", help="serve every cloud emulator",
