@@ -33,14 +33,13 @@ from scipy import signal
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from gateway.analysis import enhanced, evaluation, heart_rate, qrs, quality  # noqa: E402
+from gateway.analysis import enhanced, evaluation, qrs, quality  # noqa: E402
 from gateway.analysis.ecg import analyse_ecg  # noqa: E402
 from simulators.physiology.ecg import EcgParams, EcgSynth  # noqa: E402
 from simulators.physiology.replay import load_record, resample  # noqa: E402
 
 MITDB_RECORDS = ("101 102 104 106 107 108 109 112 114 115 116 118 119 122 124 201 203 205 207 208 209 "
                  "215 217 220 223 230").split()
-TOLERANCE_S = 0.15
 
 
 def load_mitdb(data: Path, record: str) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int]]]:
@@ -76,58 +75,34 @@ def bench_peaks(data: Path, records: list[str], rates: list[int], names: list[st
     cache = {r: load_mitdb(data, r) for r in records}
     for fs in rates:
         for name in names:
-            score = evaluation.BeatScore()
-            with_vf = evaluation.BeatScore()
+            total = evaluation.RecordScore()
             seconds = n = 0
-            within = total = 0
             for r in records:
                 x, beats, spans = cache[r]
                 x = resample(x, 360, fs)
-                ref = np.rint(beats * fs / 360).astype(np.int64)
-                spans_fs = [(round(a * fs / 360), round(b * fs / 360)) for a, b in spans]
+                ref, spans_fs = evaluation.at_rate(beats, spans, 360, fs)
                 t0 = time.perf_counter()
-                found = np.unique(DETECTORS[name](x, fs))
+                found = DETECTORS[name](x, fs)
                 seconds += time.perf_counter() - t0
                 n += len(x)
-                tol = int(round(TOLERANCE_S * fs))
-                with_vf += evaluation.match_beats(ref, found, tol)
-                score += evaluation.match_beats(ref, evaluation.drop_in_spans(found, spans_fs), tol)
-                want = heart_rate.window_heart_rates(ref, fs, len(x), 30.0)
-                got = heart_rate.window_heart_rates(found, fs, len(x), 30.0)
-                ok = ~np.isnan(want)
-                width = int(round(30.0 * fs))
-                for a, b in spans_fs:  # windows touching ventricular flutter are left out too
-                    ok[a // width: b // width + 1] = False
-                within += int(np.sum(np.abs(got[ok] - want[ok]) <= 2.0))
-                total += int(ok.sum())
+                total += evaluation.score_record(ref, spans_fs, found, fs, len(x))
+            score, with_vf = total.beats, total.with_flutter
             rows.append((fs, name, score, with_vf, n / seconds))
-            hr_windows[(fs, name)] = (within, total)
+            hr_windows[(fs, name)] = (total.hr_within, total.hr_windows)
             print(f"  {name} at {fs} Hz: Se {100 * score.sensitivity:.2f} % +P "
                   f"{100 * score.positive_predictivity:.2f} %", file=sys.stderr)
     return {"rows": rows, "hr": hr_windows}
 
 
-def bench_cinc(data: Path) -> dict:
+def bench_cinc(data: Path) -> evaluation.RhythmScore:
     """Table 3: rhythm on the CinC 2017 recordings."""
     d = data / "cinc2017"
     labels = dict(csv.reader(open(d / "REFERENCE.csv")))
-    tp = fp = fn = 0
-    noisy = noisy_unreadable = clean = clean_unreadable = 0
+    score = evaluation.RhythmScore()
     for name, label in sorted(labels.items()):
         x = sio.loadmat(d / f"{name}.mat")["val"][0].astype(float)  # ADC units, as the device sends
-        a = analyse_ecg(x, 300, with_enhanced=False)
-        af = a.rhythm == "afib"
-        tp += af and label == "A"
-        fp += af and label != "A"
-        fn += (not af) and label == "A"
-        if label == "~":
-            noisy += 1
-            noisy_unreadable += a.rhythm == "unreadable"
-        else:
-            clean += 1
-            clean_unreadable += a.rhythm == "unreadable"
-    return {"f1": 2 * tp / (2 * tp + fp + fn), "tp": tp, "fp": fp, "fn": fn, "noisy": (noisy_unreadable, noisy),
-            "clean": (clean_unreadable, clean)}
+        score.add(label, analyse_ecg(x, 300, with_enhanced=False).rhythm)
+    return score
 
 
 def bench_synthetic() -> list[tuple]:
@@ -207,11 +182,11 @@ def main() -> None:
 
     cinc = bench_cinc(args.data)
     print("\n### Rhythm, CinC 2017 KardiaMobile recordings\n")
-    print(f"- AF F1: {cinc['f1']:.3f} (TP {cinc['tp']}, FP {cinc['fp']}, FN {cinc['fn']})")
-    nu, nn = cinc["noisy"]
-    cu, cn = cinc["clean"]
-    print(f"- noisy called unreadable: {nu}/{nn} = {100 * nu / nn:.0f} %")
-    print(f"- clean (N, A, O) called unreadable: {cu}/{cn} = {100 * cu / cn:.1f} %")
+    print(f"- AF F1: {cinc.af_f1:.3f} (TP {cinc.tp}, FP {cinc.fp}, FN {cinc.fn})")
+    print(f"- noisy called unreadable: {cinc.noisy_unreadable}/{cinc.noisy} = "
+          f"{100 * cinc.noisy_unreadable / cinc.noisy:.0f} %")
+    print(f"- clean (N, A, O) called unreadable: {cinc.clean_unreadable}/{cinc.clean} = "
+          f"{100 * cinc.clean_unreadable / cinc.clean:.1f} %")
 
     print("\n### The simulator's ECG (60 s, noise, wander, hum)\n")
     print("| rate | asked | found |")

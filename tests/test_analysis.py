@@ -42,28 +42,19 @@ def cinc(shared_data):
     return {k: (sio.loadmat(d / f"{k}.mat")["val"][0].astype(float), v) for k, v in sorted(labels.items())}
 
 
-def _score(records, fs: int) -> tuple[evaluation.BeatScore, int, int]:
-    total = evaluation.BeatScore()
-    hr_ok = hr_n = 0
+def _score(records, fs: int) -> evaluation.RecordScore:
+    total = evaluation.RecordScore()
     for x, beats, spans in records.values():
         x = resample(x, 360, fs)
-        ref = np.rint(beats * fs / 360).astype(np.int64)
-        spans = [(round(a * fs / 360), round(b * fs / 360)) for a, b in spans]
-        found = qrs.detect_r_peaks(x, fs)
-        total += evaluation.match_beats(ref, evaluation.drop_in_spans(found, spans), round(0.15 * fs))
-        want = heart_rate.window_heart_rates(ref, fs, len(x), 30.0)
-        got = heart_rate.window_heart_rates(found, fs, len(x), 30.0)
-        ok = ~np.isnan(want)
-        for a, b in spans:
-            ok[a // (30 * fs): b // (30 * fs) + 1] = False
-        hr_ok += int(np.sum(np.abs(got[ok] - want[ok]) <= 2.0))
-        hr_n += int(ok.sum())
-    return total, hr_ok, hr_n
+        ref, spans = evaluation.at_rate(beats, spans, 360, fs)
+        total += evaluation.score_record(ref, spans, qrs.detect_r_peaks(x, fs), fs, len(x))
+    return total
 
 
 @pytest.mark.parametrize("fs", [360, 256])
 def test_r_peaks_on_every_mitdb_record(mitdb, fs):
-    score, hr_ok, hr_n = _score(mitdb, fs)
+    total = _score(mitdb, fs)
+    score, hr_ok, hr_n = total.beats, total.hr_within, total.hr_windows
     assert score.tp + score.fn == 59_782  # every annotated beat of the 26 records was scored
     assert score.sensitivity >= 0.995 and score.positive_predictivity >= 0.995, score
     assert hr_ok / hr_n >= 0.96, (hr_ok, hr_n)
@@ -140,22 +131,13 @@ def test_non_finite_input_is_not_analysed():
 
 
 def test_kardiamobile_recordings_af_and_noise(cinc):
-    tp = fp = fn = noisy = noisy_unreadable = clean = clean_unreadable = 0
+    s = evaluation.RhythmScore()
     for x, label in cinc.values():
-        found = analyse_ecg(x, 300, with_enhanced=False).rhythm
-        tp += found == "afib" and label == "A"
-        fp += found == "afib" and label != "A"
-        fn += found != "afib" and label == "A"
-        if label == "~":
-            noisy += 1
-            noisy_unreadable += found == "unreadable"
-        else:
-            clean += 1
-            clean_unreadable += found == "unreadable"
-    assert (noisy, clean) == (20, 131)
-    assert 2 * tp / (2 * tp + fp + fn) >= 0.85, (tp, fp, fn)
-    assert noisy_unreadable / noisy >= 0.7
-    assert clean_unreadable / clean < 0.05
+        s.add(label, analyse_ecg(x, 300, with_enhanced=False).rhythm)
+    assert (s.noisy, s.clean) == (20, 131)
+    assert s.af_f1 >= 0.85, (s.tp, s.fp, s.fn)
+    assert s.noisy_unreadable / s.noisy >= 0.7
+    assert s.clean_unreadable / s.clean < 0.05
 
 
 def test_enhanced_removes_wander_and_hum_and_keeps_the_r_wave():
