@@ -190,7 +190,7 @@ class Spool:
         if sync not in SYNC_MODES:
             raise ValueError(f"spool sync must be one of {SYNC_MODES}, not {sync!r}")
         self.max_bytes = max_bytes
-        self._over_cap_logged = 0.0
+        self._over_cap_logged = float("-inf")  # monotonic time of the last "over the cap" warning
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
