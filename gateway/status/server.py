@@ -10,13 +10,10 @@ Routes (all behind HTTP Basic auth when a password is configured; any user name)
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 import hmac
 import logging
 import socket
-import time
 from importlib import resources
 from typing import TYPE_CHECKING
 
@@ -27,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from gateway import basic_auth
 from gateway.metrics import CONTENT_TYPE
 
 if TYPE_CHECKING:
@@ -42,15 +40,8 @@ MAX_TRACE_SECONDS = 30.0
 def _authorised(request: Request, password: str | None) -> bool:
     if password is None:
         return True
-    header = request.headers.get("authorization", "")
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() != "basic":
-        return False
-    try:
-        _, _, given = base64.b64decode(value, validate=True).decode().partition(":")
-    except (binascii.Error, UnicodeDecodeError):
-        return False
-    return hmac.compare_digest(given.encode(), password.encode())
+    creds = basic_auth.parse(request.headers.get("authorization"))
+    return creds is not None and hmac.compare_digest(creds[1].encode(), password.encode())
 
 
 def build_app(gateway: Gateway, password: str | None = None) -> Starlette:
@@ -114,7 +105,6 @@ class StatusServer:
                                 lifespan="off", server_header=False)
         self._server = _Server(config)
         self._task: asyncio.Task | None = None
-        self.started_at = time.time()
 
     async def start(self) -> None:
         """Bind and serve; OSError (e.g. address in use) if the port cannot be bound."""

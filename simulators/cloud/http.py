@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from gateway import basic_auth
 from gateway.vendors.extensions import IDEMPOTENCY_HEADER, MAX_KEY_LENGTH, REPLAYED_HEADER
 
 MAX_BODY = 16 * 1024 * 1024
@@ -54,16 +55,8 @@ EXCEPTION_HANDLERS = {ApiError: api_error_handler, HTTPException: http_error_han
 
 def basic_user(request: Request) -> str | None:
     """The user name of an HTTP Basic Authorization header, or None if there is none or it is malformed."""
-    header = request.headers.get("authorization", "")
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() != "basic" or not value:
-        return None
-    try:
-        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
-        return None
-    user, sep, _password = decoded.partition(":")
-    return user if sep else None
+    creds = basic_auth.parse(request.headers.get("authorization"))
+    return creds[0] if creds else None
 
 
 def bearer_token(request: Request) -> str | None:

@@ -12,14 +12,13 @@ Every refusal is a 401 with the reason; nothing here knows HTTP frameworks.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hmac
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from gateway import basic_auth
 from gateway.vendors import hexoskin as hx
 
 SIGNATURE_WINDOW_S = 300
@@ -68,15 +67,14 @@ class Authenticator:
     def _basic(self, header: str | None) -> str | None:
         if not header:
             return None
-        scheme, _, value = header.partition(" ")
-        if scheme.lower() != "basic":
-            raise AuthError(f"unsupported authorization scheme {scheme!r}")
-        try:
-            email, sep, password = base64.b64decode(value, validate=True).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError):
-            raise AuthError("malformed Basic credentials") from None
+        if header.partition(" ")[0].lower() != "basic":
+            raise AuthError(f"unsupported authorization scheme {header.partition(' ')[0]!r}")
+        creds = basic_auth.parse(header)
+        if creds is None:
+            raise AuthError("malformed Basic credentials")
+        email, password = creds
         expected = self.users.get(email)
-        if not sep or expected is None or not hmac.compare_digest(password.encode(), expected.encode()):
+        if expected is None or not hmac.compare_digest(password.encode(), expected.encode()):
             raise AuthError("wrong e-mail or password")
         return email
 
