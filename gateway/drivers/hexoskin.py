@@ -59,7 +59,7 @@ class HexoskinDriver(Driver):
         self._held: list[proto.Frame] = []
         self._last_seq: int | None = None
         # Coalescing: contiguous blocks of one channel in one feed() leave as one SampleBlock.
-        self._runs: dict[str, tuple[int, list[np.ndarray], int]] = {}
+        self._runs: dict[str, tuple[int, list[np.ndarray]]] = {}  # channel -> (first position, parts)
 
     def feed(self, data: bytes, arrival: float) -> list[DriverEvent]:
         """Decode bytes; return device info, blocks and gaps, each channel in order."""
@@ -140,13 +140,8 @@ class HexoskinDriver(Driver):
         self.counters["samples"] += n * len(channels)
 
     def _append(self, channel: str, first: int, samples: np.ndarray) -> None:
-        run = self._runs.get(channel)
-        if run is None:
-            self._runs[channel] = (first, [samples], first + len(samples))
-        else:
-            start, parts, _ = run
-            parts.append(samples)
-            self._runs[channel] = (start, parts, first + len(samples))
+        # Runs are contiguous: a gap flushes its channel first.
+        self._runs.setdefault(channel, (first, []))[1].append(samples)
 
     def _gap(self, channel: str, start: int, missing: int, events: list[DriverEvent], arrival: float) -> None:
         assert self._device is not None
@@ -160,7 +155,7 @@ class HexoskinDriver(Driver):
         if run is None:
             return
         assert self._device is not None
-        first, parts, _ = run
+        first, parts = run
         samples = parts[0] if len(parts) == 1 else np.concatenate(parts)
         events.append(SampleBlock(self._device.stream(channel), first, samples, arrival))
 

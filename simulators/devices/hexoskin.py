@@ -20,6 +20,7 @@ from simulators.physiology.ecg import EcgSynth
 from simulators.physiology.respiration import MotionSynth, RespirationSynth
 
 ECG_BLOCK, RESP_BLOCK, ACCEL_BLOCK = 32, 16, 32  # samples per block: 8, 8 and 2 blocks a second
+TICKS_PER_SAMPLE = {"respThoracic": 2, "respAbdominal": 2, "accel": 4}  # ECG leads: 1
 
 
 @dataclass
@@ -101,7 +102,7 @@ class HexoskinModel:
             blocks.sort(key=lambda b: b[0])  # stable: at equal times ECG, then bands, then motion
             for t_end, channel, ts, chunk, encode in blocks:
                 seq = self._next_seq()
-                yield ShirtFrame(encode(seq, ts, chunk), "samples", seq, ts - self.session_start, chunk, t_end,
-                                 channel, ts)
+                position = (ts - self.session_start) // TICKS_PER_SAMPLE.get(channel, 1)  # in its own samples
+                yield ShirtFrame(encode(seq, ts, chunk), "samples", seq, position, chunk, t_end, channel, ts)
             second += 1
             yield self._info(float(second))
