@@ -22,7 +22,6 @@ from urllib.parse import urlencode
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 1000
 OPS = ("exact", "in", "range", "gt", "gte", "lt", "lte")
-RESERVED = {"limit", "offset", "order_by", "format"}
 
 
 class QueryError(ValueError):
