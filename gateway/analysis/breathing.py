@@ -25,6 +25,7 @@ BAND_HZ = (0.08, 0.8)
 MIN_BREATH_S = 60.0 / 48.0
 PROMINENCE = 0.25  # of the 5-95 % swing
 EDR_FS = 4.0
+MIN_SECONDS = 1 / BAND_HZ[0]  # 12.5 s
 
 
 @lru_cache(maxsize=16)
@@ -39,7 +40,7 @@ def _band(x: np.ndarray, fs: float) -> np.ndarray:
 def breath_peaks(resp: np.ndarray, fs: float) -> np.ndarray:
     """Sample indices of each end of inspiration in a respiration signal."""
     x = np.asarray(resp, dtype=float)
-    if len(x) < 4 * fs / BAND_HZ[0] / 4:  # under ~12 s there is no rate to find
+    if len(x) < MIN_SECONDS * fs:  # one period of the slowest breathing the band passes
         return np.zeros(0, dtype=np.int64)
     y = _band(x, fs)
     lo, hi = np.percentile(y, [5, 95])
