@@ -85,3 +85,63 @@ def test_address_parsing():
                          ("/dev/ttyUSB0", "unknown transport scheme '(none)'")]:
         with pytest.raises(AddressError, match=message.replace("(", r"\(").replace(")", r"\)")):
             parse_address(bad)
+
+
+async def test_bytes_read_before_the_port_vanishes_are_all_delivered(tmp_path):
+    """The device writes its last bytes and goes: every byte the gateway took must come out."""
+    import array
+    import fcntl
+    import termios
+
+    port = PtyPort()
+    transport = SerialTransport(port.path, backoff_initial=0.02, backoff_max=0.1)
+    stream = transport.stream()
+    payload = bytes(range(256)) * 64  # 16 KiB
+    try:
+        assert await next_item(stream) is LINK_UP
+        await asyncio.to_thread(port.write, payload, threading.Event())  # the pty holds less than this
+        pending = array.array("i", [0])
+        for _ in range(500):  # wait until the gateway's side has taken every byte from the kernel
+            fcntl.ioctl(port._slave, termios.FIONREAD, pending)
+            if pending[0] == 0:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)
+        port.close()  # the simulator's end of run: drained, then gone
+        await asyncio.sleep(0.1)  # the loss is seen before the consumer asks for the bytes
+        got = b""
+        while True:
+            item = await next_item(stream)
+            if item is LINK_DOWN:
+                break
+            got += item
+        assert got == payload
+        assert transport.counters["bytes"] == len(payload) and transport.counters["link_losses"] == 1
+    finally:
+        await transport.close()
+        await stream.aclose()
+
+
+async def test_a_slow_consumer_pauses_the_port_and_loses_nothing():
+    """Past the high-water mark the port is paused (the kernel and the device wait), then resumed."""
+    from gateway.transports import serial as serial_transport
+
+    port = PtyPort()
+    transport = SerialTransport(port.path)
+    stream = transport.stream()
+    payload = bytes(range(251)) * (3 * 4096 + 7)  # ~3 MiB, not a multiple of any buffer
+    try:
+        assert await next_item(stream) is LINK_UP
+        writer = asyncio.create_task(asyncio.to_thread(port.write, payload, threading.Event()))
+        await asyncio.sleep(0.5)  # nobody consumes: the queue fills to the mark and the port pauses
+        assert not writer.done()  # the device is held back, not its bytes dropped
+        assert serial_transport.HIGH_WATER < transport.buffered < serial_transport.HIGH_WATER + 65536
+        got = bytearray()
+        while len(got) < len(payload):
+            got += await next_item(stream)
+        await writer
+        assert bytes(got) == payload
+    finally:
+        await transport.close()
+        await stream.aclose()
+        port.close()
