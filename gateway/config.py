@@ -26,6 +26,14 @@
     base_url = "http://127.0.0.1:8080/humanapi"
     token_env = "HUB_TOKEN"           # or token = "..."
 
+    [uplinks.hexoskin]                # Hexoskin: HTTP Basic and a signed API key, both required
+    type = "hexoskin"
+    base_url = "https://api.hexoskin.com"
+    user = "athlete@example.com"      # the account's e-mail
+    password_env = "HEXOSKIN_PASSWORD"
+    api_key = "PUBLIC-KEY"            # the public half, sent with every request
+    api_secret_env = "HEXOSKIN_API_SECRET"   # the private half, only used to sign
+
     [[devices]]
     name = "kardia-1"
     driver = "kardiamobile"
@@ -52,9 +60,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from gateway import drivers
 from gateway.transports import AddressError, parse_address
 
-UPLINK_TYPES = ("kardia", "humanapi")
+UPLINK_TYPES = ("kardia", "humanapi", "hexoskin")
 # The credential each uplink type takes: given literally or as <name>_env.
-CREDENTIAL = {"kardia": "api_key", "humanapi": "token"}
+CREDENTIAL = {"kardia": "api_key", "humanapi": "token", "hexoskin": "password"}
+# Further settings an uplink type needs: plain ones, then secrets (literal or <name>_env).
+EXTRA = {"hexoskin": (("user", "api_key"), ("api_secret",))}
 SYNC_MODES = ("full", "normal")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LOG_FORMATS = ("text", "json")
@@ -104,12 +114,13 @@ class UplinkConfig:
     name: str
     type: str
     base_url: str
-    credential: str = field(repr=False, default="")  # the API key (kardia) or token (humanapi)
+    credential: str = field(repr=False, default="")  # the API key (kardia), token (humanapi) or password (hexoskin)
     timeout: float = 30.0
+    extra: dict[str, str] = field(repr=False, default_factory=dict)  # hexoskin: user, api_key, api_secret
 
     def secrets(self) -> list[str]:
         """Credential values, so logs can be checked never to contain them."""
-        return [s for s in (self.credential,) if s]
+        return [s for s in (self.credential, self.extra.get("api_secret")) if s]
 
 
 @dataclass
@@ -250,7 +261,9 @@ def parse(data: Mapping[str, Any], base_dir: Path, env: Mapping[str, str] | None
         if not NAME_RE.match(name):
             c.err(path, "name must be letters, digits, '.', '_' or '-'")
         cred = CREDENTIAL.get(up.get("type"), "api_key")
-        c.unknown(up, {"type", "base_url", cred, f"{cred}_env", "timeout"}, path)
+        plain, secret_names = EXTRA.get(up.get("type"), ((), ()))
+        c.unknown(up, {"type", "base_url", cred, f"{cred}_env", "timeout", *plain, *secret_names,
+                       *(f"{n}_env" for n in secret_names)}, path)
         utype = c.choice(up, "type", path, UPLINK_TYPES, UPLINK_TYPES[0]) if "type" in up else None
         if utype is None:
             c.err(f"{path}.type", f"missing (one of {', '.join(UPLINK_TYPES)})")
@@ -260,8 +273,10 @@ def parse(data: Mapping[str, Any], base_dir: Path, env: Mapping[str, str] | None
             if parts.scheme not in ("http", "https") or not parts.netloc:
                 c.err(f"{path}.base_url", f"must be an http:// or https:// URL, not {base_url!r}")
         secret = _secret(c, up, cred, path, env)
+        extra = {n: c.string(up, n, path) or "" for n in plain}
+        extra.update({n: _secret(c, up, n, path, env) or "" for n in secret_names})
         uplinks[name] = UplinkConfig(name, utype or "", base_url or "", secret or "",
-                                     c.number(up, "timeout", path, 30.0, 0.1, 600.0))
+                                     c.number(up, "timeout", path, 30.0, 0.1, 600.0), extra)
 
     devices: list[DeviceConfig] = []
     raw_devices = data.get("devices", [])

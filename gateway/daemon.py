@@ -19,6 +19,7 @@ from gateway.drivers.base import Driver, bad_frames
 from gateway.logs import RecentErrors
 from gateway.metrics import GatewayMetrics
 from gateway.packagers.base import Packager
+from gateway.packagers.hexoskin import HexoskinDataPackager
 from gateway.packagers.humanapi import HubEcgPackager
 from gateway.packagers.kardia import KardiaRecordingPackager
 from gateway.pipeline import DevicePipeline
@@ -27,6 +28,7 @@ from gateway.status.server import StatusServer
 from gateway.systemd import Notifier
 from gateway.transports import LINK_DOWN, LinkEvent, Transport, open_transport
 from gateway.uplinks.base import Uplink
+from gateway.uplinks.hexoskin import HexoskinUplink
 from gateway.uplinks.humanapi import HumanApiUplink
 from gateway.uplinks.kardia import KardiaUplink
 
@@ -41,6 +43,9 @@ def build_uplink(cfg: UplinkConfig) -> Uplink:
         return KardiaUplink(cfg.name, cfg.base_url, cfg.credential, timeout=cfg.timeout)
     if cfg.type == "humanapi":
         return HumanApiUplink(cfg.name, cfg.base_url, cfg.credential, timeout=cfg.timeout)
+    if cfg.type == "hexoskin":
+        return HexoskinUplink(cfg.name, cfg.base_url, cfg.extra["user"], cfg.credential, cfg.extra["api_key"],
+                              cfg.extra["api_secret"], timeout=cfg.timeout)
     raise ValueError(f"unknown uplink type {cfg.type!r}")
 
 
@@ -54,6 +59,8 @@ def build_packagers(device: DeviceConfig, config: Config) -> list[Packager]:
             out.append(KardiaRecordingPackager(name, device.patient_id, device.recording_seconds, config.timezone))
         elif up.type == "humanapi":
             out.append(HubEcgPackager(name, device.recording_seconds, config.timezone))
+        elif up.type == "hexoskin":
+            out.append(HexoskinDataPackager(name, device.recording_seconds, config.timezone))
     return out
 
 

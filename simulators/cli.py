@@ -48,7 +48,7 @@ def _open_port(args: argparse.Namespace):
         return None
 
 
-def _serve(label: str, port, frames, args: argparse.Namespace, describe: str, faults=None):
+def _serve(label: str, port, frames, args: argparse.Namespace, describe: str, faults=None, on_frame=None):
     """Write a model's frames to the port, paced, until the duration or a signal; the run's stats."""
     from simulators.devices.serial_front import PtyPort, run_frames
 
@@ -63,7 +63,8 @@ def _serve(label: str, port, frames, args: argparse.Namespace, describe: str, fa
         if isinstance(port, PtyPort) and not args.no_wait and not port.wait_for_reader(stop):
             return None
         stats = run_frames(frames, port, duration=args.duration, speed=None if args.fast else args.speed,
-                           faults=faults, stop=stop, progress=None if args.quiet else _progress_printer(label))
+                           faults=faults, stop=stop, progress=None if args.quiet else _progress_printer(label),
+                           on_frame=on_frame)
         if not port.drain(timeout=5.0):
             print("wearable-sim: the reader did not take the last bytes within 5 s", file=sys.stderr)
     finally:
@@ -140,13 +141,22 @@ def _device_hexoskin(args: argparse.Namespace) -> int:
     if port is None:
         return 2
     activity = args.activity + (f" at {model.motion.cadence:g} steps/min" if args.activity != "rest" else "")
+    truth: dict[str, list] = {}
+
+    def keep(frame, data) -> None:  # what was sent, per channel: (first sample's HexoTimestamp, samples)
+        if args.truth and frame.kind == "samples":
+            truth.setdefault(frame.channel, []).append((frame.ts, frame.samples))
+
     stats = _serve("hexoskin", port, model.frames(), args,
                    f"hexoskin {args.device_id} (session {model.session_id:08x}): {ecg.rhythm} at {ecg.heart_rate:g} bpm,"
-                   f" breathing {args.breathing_rate:g}/min (depth {args.depth:g}), {activity}, {args.leads} lead(s)")
+                   f" breathing {args.breathing_rate:g}/min (depth {args.depth:g}), {activity}, {args.leads} lead(s)",
+                   on_frame=keep)
     if stats is None:
         return 130
     summary = {"device": "hexoskin", "device_id": args.device_id, "session_id": f"{model.session_id:08x}",
                "session_start": model.session_start, "port": port.path, **stats.as_dict()}
+    if args.truth:
+        _save_truth(args.truth, truth)
     if args.json:
         print(json.dumps(summary))
     else:
@@ -155,12 +165,28 @@ def _device_hexoskin(args: argparse.Namespace) -> int:
     return 0
 
 
+def _save_truth(path: str, truth: dict[str, list]) -> None:
+    """Every sample sent, per channel, with its HexoTimestamp: `<channel>` and `<channel>_ts` arrays in an .npz."""
+    import numpy as np
+
+    from simulators.devices.hexoskin import TICKS_PER_SAMPLE
+
+    arrays = {}
+    for channel, blocks in truth.items():
+        step = TICKS_PER_SAMPLE.get(channel, 1)
+        arrays[channel] = np.concatenate([b[1] for b in blocks])
+        arrays[channel + "_ts"] = np.concatenate([ts + step * np.arange(len(b)) for ts, b in blocks])
+    np.savez(path, **arrays)
+
+
 def _cloud(args: argparse.Namespace) -> int:
     from simulators.cloud.app import PREFIXES, Credentials, build_app
     from simulators.cloud.server import serve
 
     creds = Credentials.from_env(kardia_api_keys=args.kardia_api_key, kardia_webhook_secret=args.kardia_webhook_secret,
-                                 up_tokens=args.up_token, humanapi_tokens=args.humanapi_token)
+                                 up_tokens=args.up_token, humanapi_tokens=args.humanapi_token,
+                                 hexoskin_users=args.hexoskin_user, hexoskin_keys=args.hexoskin_key,
+                                 hexoskin_coaching=args.hexoskin_coach)
     if args.kardia_demo_patient:
         from simulators.cloud.kardia.store import KardiaStore, account_of
 
@@ -180,6 +206,8 @@ def _cloud(args: argparse.Namespace) -> int:
           f" webhook secret: {creds.kardia_webhook_secret}", flush=True)
     print(f"  UP token(s): {', '.join(creds.up_tokens)}  (Bearer)", flush=True)
     print(f"  Human API token(s): {', '.join(creds.humanapi_tokens)}  (Bearer)", flush=True)
+    print(f"  Hexoskin users: {', '.join(u.rsplit(':', 1)[0] if u.count(':') > 1 else u for u in creds.hexoskin_users)}"
+          f" (HTTP Basic e-mail:password); API keys: {', '.join(creds.hexoskin_keys)} (PUBLIC:PRIVATE)", flush=True)
     try:
         serve(app, args.host, args.port)
     except OSError as exc:
@@ -265,6 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--leads", type=int, default=1, choices=(1, 3))
     dev.add_argument("--session-id", type=lambda v: int(v, 0), help="default: random")
     _add_output(h)
+    h.add_argument("--truth", metavar="PATH.npz",
+                   help="save every sample sent with its HexoTimestamp, per channel (for exactness checks)")
     h.set_defaults(func=_device_hexoskin)
 
     cloud = sub.add_parser("cloud", help="serve every cloud emulator",
@@ -280,6 +310,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="TOKEN[:USER_XID[:CLIENT_ID]], an accepted UP Bearer token (repeatable; env WEARABLE_SIM_UP_TOKEN)")
     cloud.add_argument("--humanapi-token", action="append",
                        help="TOKEN[:HUMAN_ID], an accepted hub Bearer token (repeatable; env WEARABLE_SIM_HUMANAPI_TOKEN)")
+    cloud.add_argument("--hexoskin-user", action="append",
+                       help="EMAIL:PASSWORD[:NAME], a Hexoskin account (repeatable; env WEARABLE_SIM_HEXOSKIN_USER)")
+    cloud.add_argument("--hexoskin-key", action="append",
+                       help="PUBLIC:PRIVATE[:EMAIL], a Hexoskin API key, optionally bound to a user (repeatable;"
+                            " env WEARABLE_SIM_HEXOSKIN_KEY)")
+    cloud.add_argument("--hexoskin-coach", action="append",
+                       help="COACH_EMAIL>ATHLETE_EMAIL: the coach sees the athlete's data (repeatable;"
+                            " env WEARABLE_SIM_HEXOSKIN_COACH)")
     cloud.add_argument("--kardia-demo-patient", metavar="ID",
                        help="make sure a Kardia patient with this id exists in the first account (demo installs)")
     cloud.set_defaults(func=_cloud)

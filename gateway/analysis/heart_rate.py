@@ -50,6 +50,11 @@ def window_heart_rates(peaks: np.ndarray, fs: float, n_samples: int, window_s: f
 def heart_rate_per_second(peaks: np.ndarray, fs: float, n_samples: int,
                           window_s: float = HR_SERIES_WINDOW_S) -> np.ndarray:
     """Heart rate at the end of each whole second (bpm; NaN when no interval ended in the window)."""
+    return rate_per_second(peaks, fs, n_samples, window_s)
+
+
+def rate_per_second(peaks: np.ndarray, fs: float, n_samples: int, window_s: float) -> np.ndarray:
+    """Events per minute at the end of each whole second, from the intervals ending in the last window_s."""
     peaks = np.asarray(peaks, dtype=np.int64)
     n_sec = int(n_samples // fs)
     out = np.full(n_sec, np.nan)

@@ -9,8 +9,15 @@ Basic (e-mail and password).
 from __future__ import annotations
 
 import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
 
 API_PREFIX = "/api/v1/"
+DATA_PATH = API_PREFIX + "data/"
+MAX_POINTS = 65535  # per datatype in a JSON or CSV answer; more are subsampled
 KEY_HEADER = "X-HEXOAPIKEY"
 TIMESTAMP_HEADER = "X-HEXOTIMESTAMP"
 SIGNATURE_HEADER = "X-HEXOAPISIGNATURE"
@@ -35,3 +42,57 @@ def signed_headers(public_key: str, private_key: str, url: str, timestamp: int) 
     """The three headers that sign one request for `url` (scheme, host, path and query)."""
     return {KEY_HEADER: public_key, TIMESTAMP_HEADER: str(timestamp),
             SIGNATURE_HEADER: signature(private_key, timestamp, url)}
+
+
+@dataclass(frozen=True)
+class Datatype:
+    """A Hexoskin datatype: id, name, rate (None: events at any time), binary file name, meaning."""
+
+    dataid: int
+    name: str
+    freq: float | None
+    file: str
+    info: str
+
+    @property
+    def hexo_freq(self) -> int | None:
+        """HexoTimestamp ticks between samples (1 for ECG), as the datatype list's `hexo_freq`."""
+        return None if self.freq is None else int(round(TICKS_PER_SECOND / self.freq))
+
+
+# The datatypes this project stores or derives, with the facts of ../shared/notes/vendor-and-device-facts.md.
+DATATYPES = {d.dataid: d for d in (
+    Datatype(ECG_I, "ECG_I", 256, "ECG_I", "ECG lead I, 0.0064 mV per count"),
+    Datatype(ECG_II, "ECG_II", 256, "ECG_II", "ECG lead II, 0.0064 mV per count"),
+    Datatype(ECG_III, "ECG_III", 256, "ECG_III", "ECG lead III, 0.0064 mV per count"),
+    Datatype(RESP_THORACIC, "RESP_THORACIC", 128, "respiration_thoracic", "Thoracic respiration band, arbitrary units"),
+    Datatype(RESP_ABDOMINAL, "RESP_ABDOMINAL", 128, "respiration_abdominal",
+             "Abdominal respiration band, arbitrary units"),
+    Datatype(ACCEL_X, "ACC_X", 64, "acceleration_X", "Acceleration X, 1/256 g per count"),
+    Datatype(ACCEL_Y, "ACC_Y", 64, "acceleration_Y", "Acceleration Y, 1/256 g per count"),
+    Datatype(ACCEL_Z, "ACC_Z", 64, "acceleration_Z", "Acceleration Z, 1/256 g per count"),
+    Datatype(HEART_RATE, "HEART_RATE", 1, "heart_rate", "Heart rate, bpm"),
+    Datatype(BREATHING_RATE, "BREATHING_RATE", 1, "breathing_rate", "Breathing rate, breaths per minute"),
+    Datatype(49, "ACTIVITY", 1, "activity", "Activity, 1/256 g"),
+    Datatype(53, "CADENCE", 1, "cadence", "Cadence, steps per minute"),
+    Datatype(RR_INTERVAL, "RR_INTERVAL", None, "RR_interval", "RR interval ending at the beat, 1/256 s"),
+    Datatype(17, "QRS", None, "QRS", "QRS detected"),
+    Datatype(52, "STEP", None, "step", "Step detected"),
+)}
+
+
+def series(timestamps: np.ndarray, values: np.ndarray) -> list[list[int]]:
+    """A datatype's `[[hexotimestamp, value], ...]` series (integers, built in C, not per sample)."""
+    return np.column_stack((np.asarray(timestamps, dtype=np.int64),
+                            np.asarray(values, dtype=np.int64))).tolist()
+
+
+def data_body(device_id: str, session_start: int, firmware: str, data: dict[int, list[list[int]]]) -> bytes:
+    """One upload to POST /api/v1/data/: the record it belongs to and its datatypes' series.
+
+    How a shirt uploads is not public; this is the project's shape. The record is named by
+    device and session start (HexoTimestamp), so the receiver finds or creates it.
+    """
+    body: dict[str, Any] = {"record": {"device": device_id, "start": int(session_start), "firmware_rev": firmware},
+                            "data": {str(k): v for k, v in data.items()}}
+    return json.dumps(body, separators=(",", ":")).encode()

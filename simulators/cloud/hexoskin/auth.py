@@ -2,16 +2,19 @@
 
 - Basic, when sent, must be right; it names the user.
 - A signature, when sent, must match the exact URL the request reached (query string
-  included) and a timestamp within +-SIGNATURE_WINDOW_S of the emulator's clock. The same
-  signature is accepted once: a replay within the window is refused (the window bounds the
-  memory this takes). A key may be bound to a user, so a signed request without Basic is
-  that user's.
+  included) and a timestamp within +-SIGNATURE_WINDOW_S of the emulator's clock. A write
+  (POST, PUT, PATCH, DELETE) is accepted once per signature and body: a replay within the
+  window is refused (the window bounds the memory this takes). The signature covers only key,
+  second and URL, so two different bodies posted to one URL in the same second sign alike and
+  must both pass; and a replayed read changes nothing, so reads are not replay-checked.
+  A key may be bound to a user, so a signed request without Basic is that user's.
 - `require_signature` (the document: "all requests must be signed") refuses unsigned requests.
 Every refusal is a 401 with the reason; nothing here knows HTTP frameworks.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import time
 from collections import OrderedDict
@@ -22,6 +25,7 @@ from gateway import basic_auth
 from gateway.vendors import hexoskin as hx
 
 SIGNATURE_WINDOW_S = 300
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
 
 class AuthError(Exception):
@@ -46,13 +50,13 @@ class Authenticator:
         self.require_signature = require_signature
         self.window_s = window_s
         self.clock = clock
-        self._seen: OrderedDict[str, float] = OrderedDict()  # signature -> when it was used
+        self._seen: OrderedDict[str, float] = OrderedDict()  # signature + body digest -> when used
 
-    def authenticate(self, url: str, headers: Mapping[str, str]) -> str:
+    def authenticate(self, url: str, headers: Mapping[str, str], method: str = "GET", body: bytes = b"") -> str:
         """The user making the request at `url` (full URL with query); AuthError if not allowed."""
         lower = {k.lower(): v for k, v in headers.items()}
         user = self._basic(lower.get("authorization"))
-        key_user = self._signature(url, lower)
+        key_user = self._signature(url, lower, None if method.upper() in SAFE_METHODS else body)
         if key_user is None and self.require_signature:
             raise AuthError("this API requires requests signed with an API key (X-HEXOAPIKEY, X-HEXOTIMESTAMP,"
                             " X-HEXOAPISIGNATURE)")
@@ -78,8 +82,10 @@ class Authenticator:
             raise AuthError("wrong e-mail or password")
         return email
 
-    def _signature(self, url: str, headers: Mapping[str, str]) -> str | None | bool:
-        """The key's user (or True for an application key) when signed; None when unsigned."""
+    def _signature(self, url: str, headers: Mapping[str, str], body: bytes | None) -> str | None | bool:
+        """The key's user (or True for an application key) when signed; None when unsigned.
+
+        `body` is the body of a write (replay-checked), None for a read."""
         public = headers.get(hx.KEY_HEADER.lower())
         stamp = headers.get(hx.TIMESTAMP_HEADER.lower())
         sig = headers.get(hx.SIGNATURE_HEADER.lower())
@@ -98,10 +104,12 @@ class Authenticator:
             raise AuthError(f"stale signature: {hx.TIMESTAMP_HEADER} is more than {self.window_s:g} s from now")
         if not hmac.compare_digest(sig.lower(), hx.signature(key.private, int(stamp), url)):
             raise AuthError("API signature failed.")
-        self._forget(now)
-        if sig.lower() in self._seen:
-            raise AuthError("replayed signature: each signed request is accepted once")
-        self._seen[sig.lower()] = now
+        if body is not None:
+            self._forget(now)
+            seen = sig.lower() + hashlib.sha256(body).hexdigest()
+            if seen in self._seen:
+                raise AuthError("replayed signature: each signed write is accepted once")
+            self._seen[seen] = now
         return key.user if key.user else True
 
     def _forget(self, now: float) -> None:
