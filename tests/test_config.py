@@ -149,3 +149,37 @@ token_env = "TEST_HUB_TOKEN"
     with pytest.raises(ConfigError) as err:
         load(write(tmp_path, wrong), env={"TEST_KARDIA_KEY": "k"})
     assert "uplinks.hub.api_key: unknown key" in str(err.value) and "uplinks.hub.token: missing" in str(err.value)
+
+
+HEXOSKIN = """
+[spool]
+path = "spool.db"
+
+[uplinks.hx]
+type = "hexoskin"
+base_url = "https://api.hexoskin.com"
+user = "athlete@example.com"
+password_env = "HX_PASSWORD"
+api_key = "PUBLIC"
+api_secret_env = "HX_SECRET"
+
+[[devices]]
+name = "shirt"
+driver = "hexoskin"
+transport = "serial:///dev/ttyACM1"
+uplinks = ["hx"]
+"""
+
+
+def test_a_hexoskin_uplink_takes_basic_credentials_and_an_api_key(tmp_path):
+    cfg = load(write(tmp_path, HEXOSKIN), env={"HX_PASSWORD": "pw", "HX_SECRET": "private-half"})
+    up = cfg.uplinks["hx"]
+    assert (up.type, up.credential, up.extra) == ("hexoskin", "pw", {"user": "athlete@example.com",
+                                                                      "api_key": "PUBLIC", "api_secret": "private-half"})
+    assert sorted(up.secrets()) == ["private-half", "pw"] and "private-half" not in repr(up)
+    broken = HEXOSKIN.replace('user = "athlete@example.com"\n', "").replace('api_secret_env = "HX_SECRET"',
+                                                                             'api_secret = "x"\napi_secret_env = "Y"')
+    with pytest.raises(ConfigError) as err:
+        load(write(tmp_path, broken), env={"HX_PASSWORD": "pw"})
+    assert "uplinks.hx.user: missing" in err.value.errors
+    assert "uplinks.hx.api_secret: give api_secret or api_secret_env, not both" in err.value.errors

@@ -62,7 +62,8 @@ def parse_upload(obj: Any) -> tuple[dict[str, Any] | str | int, dict[int, Series
             arr = np.asarray(points) if isinstance(points, list) else np.zeros(0)
         except (ValueError, TypeError, OverflowError):  # ragged or otherwise not a table of numbers
             arr = np.zeros(0)
-        if arr.ndim != 2 or arr.shape[1] != 2 or arr.dtype.kind != "i":
+        has_bool = arr.dtype.kind == "i" and any(v is True or v is False for row in points for v in row)
+        if arr.ndim != 2 or arr.shape[1] != 2 or arr.dtype.kind != "i" or has_bool:
             raise UploadError(f"data.{key}: must be a list of [hexotimestamp, value] integer pairs")
         ts, vals = arr[:, 0].astype(np.int64), arr[:, 1].astype(np.int64)
         if ts[0] < 0 or (len(ts) > 1 and not (np.diff(ts) > 0).all()):
