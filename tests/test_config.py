@@ -132,8 +132,10 @@ def test_check_config_command(tmp_path, capsys, monkeypatch):
 def test_the_example_configuration_is_valid():
     from tests.conftest import ROOT
 
-    cfg = load(ROOT / "examples" / "gateway.toml", env={"KARDIA_API_KEY": "k", "HUB_TOKEN": "t"})
-    assert cfg.devices[0].driver == "kardiamobile" and cfg.spool.sync == "full"
+    cfg = load(ROOT / "examples" / "gateway.toml", env={"KARDIA_API_KEY": "k", "HUB_TOKEN": "t",
+                                                         "HEXOSKIN_PASSWORD": "p", "HEXOSKIN_API_SECRET": "s"})
+    assert [d.driver for d in cfg.devices] == ["kardiamobile", "hexoskin"] and cfg.spool.sync == "full"
+    assert cfg.uplinks["hexoskin"].extra["api_secret"] == "s"
 
 
 def test_each_uplink_type_takes_its_own_credential(tmp_path):
