@@ -9,6 +9,7 @@ import random
 import httpx
 import pytest
 
+from gateway.uplinks.hexoskin import HexoskinAuth
 from simulators.cloud.app import Credentials, build_app
 from simulators.cloud.server import BackgroundServer
 
@@ -66,7 +67,17 @@ VALID = {
     "/humanapi/v1/human/ecg": {"timestamp": "2026-11-23T10:00:00Z", "source": "s", "duration": 30, "sampleRate": 300,
                                "determination": "normal"},
 }
-QUERY = ["limit", "start", "offset", "date", "start_time", "end_time", "updated_after", "page_token", "created_since",
+HX = "/hexoskin/api/v1"
+HX_START = 1_795_426_200 * 256
+VALID.update({
+    f"{HX}/data/": {"record": {"device": "HXSKIN1", "start": HX_START, "firmware_rev": "1.0"},
+                    "data": {"4113": [[HX_START, 1], [HX_START + 1, 2]], "19": [[HX_START, 60]]}},
+    f"{HX}/range/": {"name": "r", "start": HX_START, "end": HX_START + 2560, "trainingroutine": 4},
+    f"{HX}/record/": {"device": "HXA", "start": HX_START, "end": HX_START + 10, "status": "complete"},
+    f"{HX}/annotation/": {"annotation": "a", "start": HX_START, "datatype": 4113},
+    f"{HX}/trackpoint/": {"track": 1, "time": "2026-11-23T10:00:00", "position": [1.5, 45.0], "altitude": 3},
+})
+QUERY = ["datatype__in", "record", "range", "end", "include_metrics", "order_by", "start__gte", "user", "limit", "start", "offset", "date", "start_time", "end_time", "updated_after", "page_token", "created_since",
          "updated_before", "start_date", "end_date", "source", "signal"]
 
 
@@ -86,14 +97,20 @@ def test_random_requests_never_get_a_server_error(tmp_path):
             ("POST", "/humanapi/v1/human/heart_rate", HUB_FIELDS, {}),
             ("POST", "/humanapi/v1/human/blood_pressure", HUB_FIELDS, {}),
             ("POST", "/humanapi/v1/human/ecg", HUB_FIELDS, {}),
+            *[("POST", path, list(VALID[path]), {}) for path in VALID if path.startswith(HX)],
+            ("PATCH", f"{HX}/record/", list(VALID[f"{HX}/record/"]), {}),
         ]
         reads = ["/kardia/v1/patients", "/kardia/v1/recordings", f"/kardia/v1/patients/{pid}/recordings",
                  "/kardia/v1/recordings/%00x.pdf", "/kardia/v1/patients/..%2F..%2F/code",
                  "/up/nudge/api/v.1.0/users/@me/cardiac_events", "/up/nudge/api/cardiac_events/%ff",
                  "/humanapi/v1/human/heart_rate", "/humanapi/v1/human/ecg/readings/daily/2026-02-30",
-                 "/humanapi/v1/human"]
+                 "/humanapi/v1/human", f"{HX}/data/", f"{HX}/report/", f"{HX}/record/", f"{HX}/ecg/",
+                 f"{HX}/range/", f"{HX}/record/%ff/", f"{HX}/datatype/4113/"]
         auth = {"kardia": {"Authorization": "Basic " + base64.b64encode(f"{KEY}:".encode()).decode()},
-                "up": {"Authorization": f"Bearer {UP}"}, "humanapi": {"Authorization": f"Bearer {HUB}"}}
+                "up": {"Authorization": f"Bearer {UP}"}, "humanapi": {"Authorization": f"Bearer {HUB}"},
+                "hexoskin": {}}
+        signer = HexoskinAuth("athlete@hexoskin.com", "hexoskin", "hexoskin-dev-public", "hexoskin-dev-private")
+        hx_auth = {"hexoskin": signer}
         statuses: dict[int, int] = {}
         with httpx.Client(base_url=server.url, timeout=30) as c:
             for i in range(1500):
@@ -116,11 +133,11 @@ def test_random_requests_never_get_a_server_error(tmp_path):
                     headers = {"Content-Type": ctype, **auth[path.split("/")[1]]}
                     if rng.random() < 0.3:
                         headers["Idempotency-Key"] = rng.choice([b"k", b"k" * 300, "\u2603".encode(), b"same", b"\xff\xfe"])
-                    r = c.request(method, path, content=body, headers=headers)
+                    r = c.request(method, path, content=body, headers=headers, auth=hx_auth.get(path.split("/")[1]))
                 else:
                     path = rng.choice(reads)
                     params = {q: str(random_value(rng)) for q in rng.sample(QUERY, rng.randint(0, 4))}
-                    r = c.get(path, params=params, headers=auth[path.split("/")[1]])
+                    r = c.get(path, params=params, headers=auth[path.split("/")[1]], auth=hx_auth.get(path.split("/")[1]))
                 statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
                 assert r.status_code < 500, (path, r.status_code, r.text[:300])
     assert statuses.get(400, 0) > 300 and sum(v for s, v in statuses.items() if s < 300) > 50  # it exercised both

@@ -71,6 +71,9 @@ def test_both_schemes_and_their_refusals(emu):
     ok = client(emu).get("/api/v1/account/")
     assert ok.status_code == 200 and ok.json()["objects"][0]["email"] == "athlete@hexoskin.com"
     assert ok.json()["meta"]["limit"] == 1 and ok.json()["objects"][0]["profile"]["unit_system"] == "metric"
+    # The signature is checked against the URL as sent, percent-escapes and all.
+    assert client(emu).get("/api/v1/record/?device=HX%2FA%20%C3%A9&order_by=-start").status_code == 200
+    assert client(emu).get("/api/v1/record/%ff/").status_code == 404
     cases = [(client(emu, password="nope"), "wrong e-mail or password"),
              (client(emu, private="not-the-key"), "API signature failed."),
              (client(emu, public="unknown"), "unknown API key"),

@@ -23,6 +23,7 @@ TIMESTAMP_HEADER = "X-HEXOTIMESTAMP"
 SIGNATURE_HEADER = "X-HEXOAPISIGNATURE"
 CACHE_HEADER = "X-HexoCache"
 TICKS_PER_SECOND = 256  # a HexoTimestamp is Unix time in 1/256 s
+MAX_TIMESTAMP = 253_402_300_800 * TICKS_PER_SECOND - 1  # the last tick of year 9999
 
 # Datatype ids the document and the device facts name: raw channels, then derived ones.
 ECG_I, ECG_II, ECG_III = 4113, 4114, 4115

@@ -123,7 +123,7 @@ class HexoskinEmulator:
         """Every resource: authenticate, apply the method rules, answer (errors as {"error": ...})."""
         try:
             body = b"" if request.method in ("GET", "HEAD") else await read_body(request)
-            email = self.auth.authenticate(str(request.url), request.headers, request.method, body)
+            email = self.auth.authenticate(self._received_url(request), request.headers, request.method, body)
             user = self.store.user_by_email(email)
             if user is None:
                 raise AuthError("unknown user")
@@ -136,6 +136,15 @@ class HexoskinEmulator:
             return _error(exc.status, str(exc))
         except (tp.QueryError, fmt.UploadError) as exc:
             return _error(400, str(exc))
+
+    @staticmethod
+    def _received_url(request: Request) -> str:
+        """The URL exactly as the client sent it (raw path and query, no re-encoding): what it signed."""
+        scope = request.scope
+        raw = scope.get("raw_path") or scope["path"].encode()
+        query = scope.get("query_string", b"")
+        host = request.headers.get("host") or f"{scope['server'][0]}:{scope['server'][1]}"
+        return f"{scope['scheme']}://{host}{raw.decode('latin-1')}" + (f"?{query.decode('latin-1')}" if query else "")
 
     async def _dispatch(self, request: Request, user: User, body: bytes) -> Response:
         name = request.path_params["resource"]
@@ -280,8 +289,8 @@ class HexoskinEmulator:
         if value is None and not spec.required:
             return None
         if spec.kind == "int":
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ApiError(400, f"{key}: must be a HexoTimestamp (a non-negative integer)")
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= hx.MAX_TIMESTAMP:
+                raise ApiError(400, f"{key}: must be a HexoTimestamp (an integer from 0 to {hx.MAX_TIMESTAMP})")
         elif spec.kind == "float":
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
                 raise ApiError(400, f"{key}: must be a number")
@@ -446,8 +455,9 @@ class HexoskinEmulator:
 
     @staticmethod
     def _ts_param(text: str, name: str) -> int:
-        if not text.isdigit():
-            raise ApiError(400, f"{name}: must be a HexoTimestamp (a non-negative integer), not {text!r}")
+        if not text.isdigit() or int(text) > hx.MAX_TIMESTAMP:
+            raise ApiError(400, f"{name}: must be a HexoTimestamp (an integer from 0 to {hx.MAX_TIMESTAMP}),"
+                                f" not {text[:40]!r}")
         return int(text)
 
     def _datatypes(self, request: Request, name: str) -> list[int]:

@@ -44,7 +44,7 @@ def parse_upload(obj: Any) -> tuple[dict[str, Any] | str | int, dict[int, Series
         device, start = record.get("device"), record.get("start")
         if not isinstance(device, str) or not 0 < len(device) <= 64 or not device.isprintable():
             raise UploadError("record.device must be the device id (1-64 printable characters)")
-        if isinstance(start, bool) or not isinstance(start, int) or start < 0:
+        if isinstance(start, bool) or not isinstance(start, int) or not 0 <= start <= hx.MAX_TIMESTAMP:
             raise UploadError("record.start must be the session's first HexoTimestamp (a non-negative integer)")
         firmware = record.get("firmware_rev", "")
         if not isinstance(firmware, str) or len(firmware) > 32:
@@ -66,8 +66,9 @@ def parse_upload(obj: Any) -> tuple[dict[str, Any] | str | int, dict[int, Series
         if arr.ndim != 2 or arr.shape[1] != 2 or arr.dtype.kind != "i" or has_bool:
             raise UploadError(f"data.{key}: must be a list of [hexotimestamp, value] integer pairs")
         ts, vals = arr[:, 0].astype(np.int64), arr[:, 1].astype(np.int64)
-        if ts[0] < 0 or (len(ts) > 1 and not (np.diff(ts) > 0).all()):
-            raise UploadError(f"data.{key}: timestamps must be non-negative and strictly increasing")
+        if ts[0] < 0 or ts[-1] > hx.MAX_TIMESTAMP or (len(ts) > 1 and not (np.diff(ts) > 0).all()):
+            raise UploadError(f"data.{key}: timestamps must be HexoTimestamps (0 to {hx.MAX_TIMESTAMP}),"
+                              " strictly increasing")
         series[int(key)] = (ts, vals)
     return record, series
 
