@@ -124,3 +124,22 @@ def test_encoders_refuse_impossible_blocks():
         hx.encode_acceleration(0, 0, np.zeros((33, 3)))
     with pytest.raises(ValueError, match="1 to 16"):
         hx.encode_info(0, "", (1, 0, 0), 1, 1, hx.MIN_SESSION_START)
+
+
+def test_ble_notifications_decode_to_the_same_frames(vectors):
+    """Over BLE the notifications, in order, are the serial byte stream: same frames, any boundaries."""
+    assert {b["mtu"] for b in vectors["ble"]} == {23, 247}
+    for b in vectors["ble"]:
+        notes = [bytes.fromhex(n) for n in b["notifications"]]
+        assert all(len(n) <= b["mtu"] - 3 for n in notes) and len(notes) > 1
+        dec = hx.FrameDecoder()
+        frames = [f for n in notes for f in dec.feed(n)]
+        if b["disconnect_after"]:
+            dec.reset()
+        assert [as_fields(f) for f in frames] == b["expect"]["frames"], b["name"]
+        for key, value in b["expect"]["counters"].items():
+            assert dec.counters[key] == value, (b["name"], key, dict(dec.counters))
+    from tests.conftest import ROOT
+
+    spec = (ROOT / "firmware_specs" / "hexoskin.md").read_text()
+    assert hx.BLE_SERVICE_UUID in spec and hx.BLE_FRAMES_UUID in spec  # the code and the spec name the same GATT

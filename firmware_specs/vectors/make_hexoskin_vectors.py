@@ -142,12 +142,24 @@ def main() -> None:
                             for r in sorted({f["reject"] for f in rejects})}},
            "every impossible field counted under its name, and the stream goes on")
 
+    # Over BLE: the same bytes, cut into notifications of ATT_MTU - 3 bytes.
+    ble = []
+    for mtu in (23, 247):
+        size = mtu - 3
+        ble.append({"name": f"all_good_frames_mtu_{mtu}", "mtu": mtu, "disconnect_after": False,
+                    "notifications": [ok_bytes[i:i + size].hex() for i in range(0, len(ok_bytes), size)],
+                    "expect": {"frames": [f["fields"] for f in good], "counters": {"frames": len(good)}}})
+    cut = f_info + f_ecg[:30]
+    ble.append({"name": "disconnect_mid_frame_mtu_23", "mtu": 23, "disconnect_after": True,
+                "notifications": [cut[i:i + 20].hex() for i in range(0, len(cut), 20)],
+                "expect": {"frames": [frames[0]["fields"]], "counters": {"frames": 1, "truncated_frames": 1}}})
+
     out = {"protocol": "hexoskin-serial", "version": 1, "spec": "firmware_specs/hexoskin.md",
            "crc": {"name": "CRC-16/CCITT-FALSE", "check_input": "123456789", "check_value": "0x29B1"},
-           "session_start_unix": START // 256, "frames": frames, "streams": streams}
+           "session_start_unix": START // 256, "frames": frames, "streams": streams, "ble": ble}
     path = Path(__file__).with_name("hexoskin.json")
     path.write_text(json.dumps(out, indent=1) + "\n")
-    print(f"wrote {path}: {len(frames)} frames, {len(streams)} streams")
+    print(f"wrote {path}: {len(frames)} frames, {len(streams)} streams, {len(ble)} BLE notification streams")
 
 
 if __name__ == "__main__":
