@@ -402,3 +402,24 @@ def test_record_status_and_report_shape(emu):
     assert report["outputtype"] == "list" and report["record"]["id"] == rec["id"]
     for query in ("include_metrics=999&record=1", f"record={rec['id']}", "include_metrics=44"):
         assert c.get(f"/api/v1/report/?{query}").status_code == 400
+
+
+def test_tracks_and_their_points(emu):
+    c = client(emu)
+    rng = c.post("/api/v1/range/", json={"name": "ride", "start": START, "end": START + 25600}).json()
+    track = c.post("/api/v1/track/", json={"name": "loop", "range": rng["resource_uri"], "distance": 656.8}).json()
+    assert track["range"] == rng["resource_uri"] and track["user"].startswith("/api/v1/user/")
+    for i in range(3):
+        r = c.post("/api/v1/trackpoint/", json={"track": track["resource_uri"], "time": f"2026-11-23T09:30:0{i}",
+                                                "position": [-73.6045937 + i * 1e-4, 45.5308797], "altitude": 42})
+        assert r.status_code == 201, r.text
+    points = c.get(f"/api/v1/trackpoint/?track={track['id']}&time__gte=2026-11-23T09:30:01").json()
+    assert [p["position"][0] for p in points["objects"]] == pytest.approx([-73.6044937, -73.6043937], abs=1e-9)
+    assert points["objects"][0]["track"] == track["resource_uri"]
+    assert c.post("/api/v1/trackpoint/", json={"track": track["id"], "time": "t", "position": [200, 0]}
+                  ).status_code == 400  # longitude out of range
+    other = client(emu, "other@hexoskin.com", "other")
+    assert other.post("/api/v1/trackpoint/", json={"track": track["id"], "time": "t", "position": [0, 0]}
+                      ).status_code == 400  # a track they cannot see
+    assert c.delete(track["resource_uri"]).status_code == 204
+    assert c.get("/api/v1/trackpoint/").json()["meta"]["total_count"] == 0  # the points went with it

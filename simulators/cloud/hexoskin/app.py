@@ -56,6 +56,7 @@ DEFAULT_KEYS = ["hexoskin-dev-public:hexoskin-dev-private"]
 ECG_DATATYPES = (hx.ECG_I, hx.ECG_II, hx.ECG_III)
 CACHED = ("data", "ecg", "report")
 CACHE_ENTRIES = 64
+CACHE_MAX_BYTES = 8 * 1024 * 1024  # a larger answer is rebuilt each time rather than held
 
 
 def parse_users(specs: Iterable[str]) -> dict[str, tuple[str, str, str]]:
@@ -408,7 +409,8 @@ class HexoskinEmulator:
         version = self.store.version
         response = await run_in_threadpool(self._report if name == "report" else self._data, request, user, name,
                                            accept)
-        self._cache[key] = (version, self.clock(), response)
+        if len(response.body) <= CACHE_MAX_BYTES:
+            self._cache[key] = (version, self.clock(), response)
         while len(self._cache) > CACHE_ENTRIES:
             self._cache.popitem(last=False)
         return response

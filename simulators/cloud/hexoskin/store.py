@@ -176,11 +176,14 @@ class HexoskinStore(SqliteStore):
         self.version += 1
 
     def delete(self, resource: str, oid: int) -> None:
-        """Delete an object (a record takes its data with it)."""
+        """Delete an object (a record takes its data with it, a track its points)."""
         with self.tx() as db:
             db.execute("DELETE FROM objects WHERE resource = ? AND id = ?", (resource, oid))
             if resource == "record":
                 db.execute("DELETE FROM chunks WHERE record = ?", (oid,))
+            if resource == "track":
+                db.execute("DELETE FROM objects WHERE resource = 'trackpoint' AND json_extract(body, '$.track') = ?",
+                           (oid,))
         self.version += 1
 
     def find_record(self, user: int, device: str, start: int) -> dict[str, Any] | None:
