@@ -20,6 +20,16 @@ from simulators.physiology.ecg import EcgParams, EcgSynth
 API_KEY = "chain-test-key"
 
 
+class ManualClock:
+    """A clock (Unix seconds) that only the test moves."""
+
+    def __init__(self, t: float) -> None:
+        self.t = float(t)
+
+    def __call__(self) -> float:
+        return self.t
+
+
 @dataclass
 class SimRun:
     """A simulator writing into a pty from a thread."""

@@ -17,6 +17,7 @@ from gateway.vendors import hexoskin as hx
 from simulators.cloud.hexoskin.app import create_app
 from simulators.cloud.hexoskin.store import HexoskinStore
 from simulators.cloud.server import BackgroundServer
+from tests.chain import ManualClock
 
 NOW = 1_795_426_200
 START = NOW * 256
@@ -25,17 +26,9 @@ USERS = ["athlete@hexoskin.com:hexoskin:Athlete Hexoskin", "coach@hexoskin.com:c
 KEYS = ["pub:priv", "pub-other:priv-other:other@hexoskin.com"]
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.t = float(NOW)
-
-    def __call__(self) -> float:
-        return self.t
-
-
 @pytest.fixture
 def emu(tmp_path):
-    clock = Clock()
+    clock = ManualClock(NOW)
     store = HexoskinStore(tmp_path / "hexoskin.db")
     app = create_app(store, users=USERS, keys=KEYS, coaching=["coach@hexoskin.com>athlete@hexoskin.com"],
                      clock=clock)

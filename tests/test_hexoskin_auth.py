@@ -10,6 +10,7 @@ import pytest
 
 from gateway.vendors import hexoskin as hx
 from simulators.cloud.hexoskin.auth import ApiKey, AuthError, Authenticator
+from tests.chain import ManualClock
 
 URL = "http://127.0.0.1:8080/hexoskin/api/v1/data/?datatype__in=19,33&record=37700"
 NOW = 1_795_426_200
@@ -19,19 +20,9 @@ def basic(email: str, password: str) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(f"{email}:{password}".encode()).decode()}
 
 
-class Clock:
-    """A clock the tests move."""
-
-    def __init__(self) -> None:
-        self.t = float(NOW)
-
-    def __call__(self) -> float:
-        return self.t
-
-
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> ManualClock:
+    return ManualClock(NOW)
 
 
 @pytest.fixture

@@ -218,7 +218,7 @@ class HexoskinEmulator:
             u = obj["_user"]
             profile = self._profile_of(u.id)
             if name == "account":
-                return R.show_user(u, None, R.show("profile", profile, self.clock()) if profile else None)
+                return R.show_user(u, None, R.show("profile", profile) if profile else None)
             return R.show_user(u, profile["id"] if profile else None)
         if not R.RESOURCES[name].stored:
             return R.show_catalogue(name, obj)
@@ -227,7 +227,7 @@ class HexoskinEmulator:
             u = self.store.user(obj["user"])
             profile = self._profile_of(obj["user"])
             summary = R.show_user(u, profile["id"] if profile else None) if u else None
-        return R.show(name, obj, self.clock(), summary)
+        return R.show(name, obj, summary)
 
     def _profile_of(self, uid: int) -> dict[str, Any] | None:
         found = self.store.objects("profile", {uid})
@@ -314,7 +314,7 @@ class HexoskinEmulator:
 
     def _create(self, request: Request, user: User, res: R.Resource, body: bytes) -> Response:
         fields = self._fields(user, res, body, partial=False)
-        self._validate(res.name, fields, user)
+        self._validate(fields)
         if res.name == "trackpoint":
             owner = self.store.get("track", fields["track"])["user"]
             if owner != user.id:
@@ -322,14 +322,15 @@ class HexoskinEmulator:
         if res.name == "annotation":
             fields["last_update"] = int(self.clock() * hx.TICKS_PER_SECOND)
         if res.name == "record":
-            fields.setdefault("end", fields["start"])
+            fields["end"] = fields["start"] if fields.get("end") is None else fields["end"]
             fields["last_upload"] = self.clock()
         oid = self.store.create(res.name, user.id, fields)
         obj = self._detail_object(user, res, oid)
         location = str(request.url).split(hx.API_PREFIX)[0] + R.uri(res.name, oid)
         return JSONResponse(self._show(user, res.name, obj), status_code=201, headers={"Location": location})
 
-    def _validate(self, name: str, fields: dict[str, Any], user: User) -> None:
+    @staticmethod
+    def _validate(fields: dict[str, Any]) -> None:
         start, end = fields.get("start"), fields.get("end")
         if start is not None and end is not None and end < start:
             raise ApiError(400, "end must not precede start")
@@ -342,7 +343,7 @@ class HexoskinEmulator:
             return JSONResponse(self._show(user, "user", self._detail_object(user, res, user.id)))
         raw = {k: v for k, v in self.store.get(res.name, obj["id"]).items() if k not in ("id", "user")}
         new = {**raw, **fields} if partial else {**{k: raw[k] for k in ("last_upload",) if k in raw}, **fields}
-        self._validate(res.name, new, user)
+        self._validate(new)
         if res.name == "annotation":
             new["last_update"] = int(self.clock() * hx.TICKS_PER_SECOND)
         self.store.replace(res.name, obj["id"], obj["user"], new)

@@ -164,8 +164,8 @@ def show_user(u, profile_id: int | None, full_profile: dict[str, Any] | None = N
             "resource_uri": uri("user", u.id), "username": u.email}
 
 
-def show(name: str, obj: dict[str, Any], now_s: float, user_summary: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A stored object as the API shows it."""
+def show(name: str, obj: dict[str, Any], user_summary: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A stored object as the API shows it (a record's status already decided by the caller)."""
     res = RESOURCES[name]
     out = {k: v for k, v in obj.items() if k not in ("last_upload",)}
     for fname, spec in res.writable.items():
@@ -180,15 +180,7 @@ def show(name: str, obj: dict[str, Any], now_s: float, user_summary: dict[str, A
     if name == "record":
         out["device"] = uri("device", obj["device"])
         out["user"] = user_summary or out["user"]
-        if obj.get("status") is None:
-            idle = now_s - obj.get("last_upload", now_s) >= RECORD_IDLE_S
-            out["status"] = "complete" if idle else "realtime"
         out["data_status"] = {}
     if name == "annotation":
         out["last_update"] = obj.get("last_update")
     return out
-
-
-def field_value(name: str, obj: dict[str, Any], fname: str) -> Any:
-    """A stored object's raw value of a filterable field (for the Tastypie select)."""
-    return obj.get(fname)
