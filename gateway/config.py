@@ -303,7 +303,9 @@ def parse(data: Mapping[str, Any], base_dir: Path, env: Mapping[str, str] | None
         transport = c.string(dev, "transport", path)
         if transport:
             try:
-                parse_address(transport)
+                scheme = parse_address(transport)[0]
+                if scheme == "ble" and driver in known_drivers and not drivers.load(driver).ble_notify:
+                    c.err(f"{path}.transport", f"the {driver} driver has no BLE profile yet; use serial://")
             except AddressError as exc:
                 c.err(f"{path}.transport", str(exc))
         ups = dev.get("uplinks")

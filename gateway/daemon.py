@@ -117,7 +117,9 @@ class Gateway:
         for dev in cfg.devices:
             pipeline = DevicePipeline(dev.name, build_packagers(dev, cfg), self.spool, cfg.spool.journal_interval)
             pipeline.on_durable = self.metrics.durable.labels(dev.name).observe
-            self.devices.append(DeviceRunner(dev, open_transport(dev.transport), drivers.load(dev.driver)(), pipeline))
+            driver_cls = drivers.load(dev.driver)
+            self.devices.append(DeviceRunner(dev, open_transport(dev.transport, driver_cls.ble_notify), driver_cls(),
+                                             pipeline))
         logging.getLogger().addHandler(self.errors)
         if cfg.status.enabled:  # first: a taken port should stop the start before any device is read
             self.status_server = StatusServer(self, cfg.status.host, cfg.status.port, cfg.status.password)

@@ -10,5 +10,10 @@ if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt
     { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } >/dev/null 2>&1 \
         || echo "test.sh: could not install chromium; the status page test will say it was skipped" >&2
 fi
+# BLE tests run bleak against BlueZoo on a private D-Bus: they need dbus-daemon (Debian package dbus).
+if ! command -v dbus-daemon >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dbus; } >/dev/null 2>&1 \
+        || echo "test.sh: could not install dbus; the BLE tests will fail" >&2
+fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
 exec .venv/bin/python -m pytest "$@"

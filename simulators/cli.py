@@ -37,10 +37,23 @@ def _timing_ok(args: argparse.Namespace) -> bool:
     return True
 
 
-def _open_port(args: argparse.Namespace):
-    """The port to write to (a real one, or a new pty); None after saying why it failed."""
+def _open_port(args: argparse.Namespace, ble: tuple[str, str, str] | None = None):
+    """The port to write to (a real one, a new pty, or a BLE peripheral given (service, characteristic,
+    name)); None after saying why it failed."""
     from simulators.devices.serial_front import PtyPort, SerialPort
 
+    if args.ble:
+        if ble is None:
+            print("wearable-sim: this device has no BLE profile yet; use a pseudo-terminal or --port",
+                  file=sys.stderr)
+            return None
+        from simulators.devices.ble_front import BlePort
+
+        try:
+            return BlePort(*ble[:2], name=args.ble_name or ble[2], adapter=args.adapter)
+        except Exception as exc:  # D-Bus and BlueZ errors alike: say which adapter and why
+            print(f"wearable-sim: cannot serve BLE on {args.adapter}: {exc}", file=sys.stderr)
+            return None
     try:
         return SerialPort(args.port, args.baudrate) if args.port else PtyPort(link=args.link)
     except Exception as exc:  # pyserial and os errors alike: say which port and why
@@ -50,17 +63,19 @@ def _open_port(args: argparse.Namespace):
 
 def _serve(label: str, port, frames, args: argparse.Namespace, describe: str, faults=None, on_frame=None):
     """Write a model's frames to the port, paced, until the duration or a signal; the run's stats."""
-    from simulators.devices.serial_front import PtyPort, run_frames
+    from simulators.devices.serial_front import run_frames
 
+    waits = hasattr(port, "wait_for_reader") and not args.no_wait  # a pty or a BLE peripheral
     print(f"PORT {port.path}", flush=True)  # the first line: what the gateway should open
-    if isinstance(port, PtyPort) and not args.no_wait:
-        print("waiting for a reader to open the port (--no-wait starts at once)", file=sys.stderr, flush=True)
+    if waits:
+        print("waiting for a reader to open the port or subscribe (--no-wait starts at once)", file=sys.stderr,
+              flush=True)
     print(f"{describe}, {'as fast as read' if args.fast else f'x{args.speed:g}'}", file=sys.stderr, flush=True)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     try:
-        if isinstance(port, PtyPort) and not args.no_wait and not port.wait_for_reader(stop):
+        if waits and not port.wait_for_reader(stop):
             return None
         stats = run_frames(frames, port, duration=args.duration, speed=None if args.fast else args.speed,
                            faults=faults, stop=stop, progress=None if args.quiet else _progress_printer(label),
@@ -137,7 +152,9 @@ def _device_hexoskin(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"wearable-sim: {exc}", file=sys.stderr)
         return 2
-    port = _open_port(args)
+    from gateway.protocols import hexoskin as hx_proto
+
+    port = _open_port(args, (hx_proto.BLE_SERVICE_UUID, hx_proto.BLE_FRAMES_UUID, args.device_id))
     if port is None:
         return 2
     activity = args.activity + (f" at {model.motion.cadence:g} steps/min" if args.activity != "rest" else "")
@@ -224,6 +241,10 @@ def _add_port_and_timing(p: argparse.ArgumentParser) -> None:
     where.add_argument("--baudrate", type=int, default=115200)
     where.add_argument("--no-wait", action="store_true",
                        help="with a pseudo-terminal: stream at once instead of when a reader opens it")
+    where.add_argument("--ble", action="store_true",
+                       help="be a BLE peripheral through BlueZ's D-Bus API instead of a serial device")
+    where.add_argument("--adapter", default="hci0", help="with --ble: the Bluetooth adapter (default hci0)")
+    where.add_argument("--ble-name", help="with --ble: the advertised name (default: the device's)")
     timing = p.add_argument_group("timing")
     timing.add_argument("--duration", type=float, help="seconds of signal to send (default: until interrupted)")
     timing.add_argument("--speed", type=float, default=1.0, help="times faster than real time (default 1)")

@@ -80,7 +80,14 @@ async def test_close_ends_the_stream(tmp_path):
 def test_address_parsing():
     assert parse_address("serial:///dev/ttyUSB0") == ("serial", "/dev/ttyUSB0", {})
     assert parse_address("serial:///dev/serial/by-id/usb-X?baudrate=57600")[2] == {"baudrate": "57600"}
-    for bad, message in [("ble://AA:BB", "unknown transport scheme 'ble'"), ("serial://", "names no port"),
+    assert parse_address("ble://00:11:22:33:44:55?adapter=hci1") == ("ble", "00:11:22:33:44:55", {"adapter": "hci1"})
+    assert parse_address("ble://any?service=180d&silent_s=2.5")[2] == {"service": "180d", "silent_s": "2.5"}
+    ble = open_transport("ble://aa:bb:cc:dd:ee:ff?name=UP3&silent_s=4", ["00002a37-0000-1000-8000-00805f9b34fb"])
+    assert (ble.address, ble.silent_s) == ("ble://AA:BB:CC:DD:EE:FF?name=UP3", 4.0)
+    for bad, message in [("ble://AA:BB", "a BLE device is an address"), ("ble://any", "needs name= or service="),
+                         ("ble://any?name=x&colour=red", "unknown BLE option"),
+                         ("ble://any?name=x&silent_s=-1", "silent_s must be a positive number"),
+                         ("usb://x", "unknown transport scheme 'usb'"), ("serial://", "names no port"),
                          ("serial:///dev/x?baudrate=fast", "baudrate must be a positive integer"),
                          ("/dev/ttyUSB0", "unknown transport scheme '(none)'")]:
         with pytest.raises(AddressError, match=message.replace("(", r"\(").replace(")", r"\)")):

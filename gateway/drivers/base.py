@@ -26,6 +26,8 @@ class Driver(ABC):
     """
 
     name: ClassVar[str]
+    # Over BLE: the characteristics whose notifications carry the device's byte stream, in order.
+    ble_notify: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self) -> None:
         self.counters: Counter[str] = Counter()

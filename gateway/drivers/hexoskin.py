@@ -48,6 +48,7 @@ class HexoskinDriver(Driver):
     """Decodes the Hexoskin serial protocol into events for the core."""
 
     name = "hexoskin"
+    ble_notify = (proto.BLE_FRAMES_UUID,)
 
     def __init__(self) -> None:
         super().__init__()

@@ -1,0 +1,240 @@
+"""The BLE front of a device simulator: a GATT peripheral registered through BlueZ's D-Bus API.
+
+The simulator exports a GATT application (`org.bluez.GattService1`, `GattCharacteristic1`) and
+an advertisement (`org.bluez.LEAdvertisement1`, discoverable, with the service UUID and a
+local name), and registers them with `org.bluez.GattManager1` and `LEAdvertisingManager1` of
+one adapter. On a Raspberry Pi with a Bluetooth adapter that is a real BLE peripheral another
+Pi's gateway can read; in tests it runs against BlueZoo on a private bus
+(`DBUS_SYSTEM_BUS_ADDRESS`).
+
+`BlePort` is a `Port` like the pty: `run_frames` writes the device's byte stream into it, and
+it goes out as notifications of the frames characteristic, as the firmware specs' BLE
+chapters say: each notification up to ATT_MTU - 3 bytes, a partly filled one at least every
+FLUSH_S. Nothing is sent while no central is subscribed: writes wait, as a device holds its
+data until the host listens, and the stream continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+from dbus_fast import BusType, Message, MessageType
+from dbus_fast.aio import MessageBus
+from dbus_fast.service import PropertyAccess, ServiceInterface, dbus_property, method
+
+from simulators.devices.serial_front import Port
+
+APP_PATH = "/org/wearablegateway/sim"
+DEFAULT_MTU = 23
+FLUSH_S = 0.125
+MAX_BUFFER = 64 * 1024  # bytes a writer may get ahead of the notifications
+YIELD_EVERY = 8  # notifications between yields to the bus (a flat-out burst overruns dbus-fast's writer)
+
+
+class _Service(ServiceInterface):
+    def __init__(self, uuid: str) -> None:
+        super().__init__("org.bluez.GattService1")
+        self._uuid = uuid
+
+    @dbus_property(access=PropertyAccess.READ)
+    def UUID(self) -> "s":  # noqa: F821, N802 (D-Bus names and signatures)
+        return self._uuid
+
+    @dbus_property(access=PropertyAccess.READ)
+    def Primary(self) -> "b":  # noqa: F821, N802
+        return True
+
+
+class _Characteristic(ServiceInterface):
+    """A notify characteristic; BlueZ adds its CCCD and calls StartNotify/StopNotify."""
+
+    def __init__(self, uuid: str, service_path: str, on_subscribe) -> None:
+        super().__init__("org.bluez.GattCharacteristic1")
+        self._uuid = uuid
+        self._service = service_path
+        self._value = b""
+        self._on_subscribe = on_subscribe
+
+    @dbus_property(access=PropertyAccess.READ)
+    def UUID(self) -> "s":  # noqa: F821, N802
+        return self._uuid
+
+    @dbus_property(access=PropertyAccess.READ)
+    def Service(self) -> "o":  # noqa: F821, N802
+        return self._service
+
+    @dbus_property(access=PropertyAccess.READ)
+    def Flags(self) -> "as":  # noqa: F821, F722, N802
+        return ["notify"]
+
+    @dbus_property(access=PropertyAccess.READ)
+    def Value(self) -> "ay":  # noqa: F821, N802
+        return self._value
+
+    @method()
+    def StartNotify(self):  # noqa: N802
+        self._on_subscribe(True)
+
+    @method()
+    def StopNotify(self):  # noqa: N802
+        self._on_subscribe(False)
+
+    @method()
+    def Confirm(self):  # noqa: N802 (BlueZ acknowledges a delivered value; nothing to do)
+        pass
+
+    def notify(self, data: bytes) -> None:
+        """Send one notification (BlueZ turns the Value change into an ATT notification)."""
+        self._value = data
+        self.emit_properties_changed({"Value": data})
+
+
+class _Advertisement(ServiceInterface):
+    def __init__(self, service_uuid: str, name: str) -> None:
+        super().__init__("org.bluez.LEAdvertisement1")
+        self._uuid = service_uuid
+        self._name = name
+
+    @dbus_property(access=PropertyAccess.READ)
+    def Type(self) -> "s":  # noqa: F821, N802
+        return "peripheral"
+
+    @dbus_property(access=PropertyAccess.READ)
+    def ServiceUUIDs(self) -> "as":  # noqa: F821, F722, N802
+        return [self._uuid]
+
+    @dbus_property(access=PropertyAccess.READ)
+    def LocalName(self) -> "s":  # noqa: F821, N802
+        return self._name
+
+    @dbus_property(access=PropertyAccess.READ)
+    def Discoverable(self) -> "b":  # noqa: F821, N802
+        return True
+
+    @method()
+    def Release(self):  # noqa: N802
+        pass
+
+
+class BlePort(Port):
+    """A GATT peripheral whose frames characteristic carries the bytes written to it."""
+
+    def __init__(self, service_uuid: str, frames_uuid: str, name: str, adapter: str = "hci0",
+                 mtu: int = DEFAULT_MTU, start_timeout: float = 15.0) -> None:
+        self.path = f"ble:{adapter}:{name}"
+        self.service_uuid, self.frames_uuid, self.name, self.adapter = service_uuid, frames_uuid, name, adapter
+        self.payload = mtu - 3
+        self.counters = {"notifications": 0, "bytes": 0, "subscriptions": 0}
+        self._buffer = bytearray()
+        self._lock = threading.Condition()
+        self._subscribed = False
+        self._closing = False
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="ble-peripheral", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(start_timeout):
+            raise TimeoutError(f"BLE peripheral on {adapter}: BlueZ did not answer within {start_timeout:g} s")
+        if self._error:
+            raise self._error
+
+    # The peripheral's own event loop, in its thread ---------------------------------------
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._loop.run_until_complete(self._serve())
+        except BaseException as exc:  # reported to the constructor, or ends the pump
+            self._error = exc
+            self._ready.set()
+
+    async def _serve(self) -> None:
+        bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
+        adapter_path = f"/org/bluez/{self.adapter}"
+        service_path = f"{APP_PATH}/service0"
+        self._char = _Characteristic(self.frames_uuid, service_path, self._subscription)
+        bus.export(service_path, _Service(self.service_uuid))
+        bus.export(f"{service_path}/char0", self._char)
+        bus.export(f"{APP_PATH}/adv0", _Advertisement(self.service_uuid, self.name))
+        for iface, member, args in (("org.bluez.GattManager1", "RegisterApplication", APP_PATH),
+                                    ("org.bluez.LEAdvertisingManager1", "RegisterAdvertisement", f"{APP_PATH}/adv0")):
+            reply = await bus.call(Message(destination="org.bluez", path=adapter_path, interface=iface, member=member,
+                                           signature="oa{sv}", body=[args, {}]))
+            if reply.message_type == MessageType.ERROR:
+                raise RuntimeError(f"BlueZ refused {member} on {adapter_path}: {reply.error_name} {reply.body}")
+        self._ready.set()
+        try:
+            await self._pump()
+        finally:
+            bus.disconnect()
+
+    def _subscription(self, on: bool) -> None:
+        with self._lock:
+            self._subscribed = on
+            self.counters["subscriptions"] += int(on)
+            self._lock.notify_all()
+
+    async def _pump(self) -> None:
+        """Send the buffer as notifications: full ones at once, a partial one after FLUSH_S."""
+        last = time.monotonic()
+        sent = 0
+        while not (self._closing and not self._buffer):
+            with self._lock:
+                ready = self._subscribed and (len(self._buffer) >= self.payload or (
+                    self._buffer and time.monotonic() - last >= FLUSH_S))
+                chunk = bytes(self._buffer[:self.payload]) if ready else b""
+                if ready:
+                    del self._buffer[:len(chunk)]
+                    self._lock.notify_all()
+            if not chunk:
+                await asyncio.sleep(0.005)
+                continue
+            self._char.notify(chunk)
+            last = time.monotonic()
+            self.counters["notifications"] += 1
+            self.counters["bytes"] += len(chunk)
+            sent += 1
+            if sent % YIELD_EVERY == 0:
+                await asyncio.sleep(0)
+
+    # The Port interface, called from the simulator's thread ---------------------------------
+
+    def wait_for_reader(self, stop: threading.Event | None = None, timeout: float | None = None) -> bool:
+        """Block until a central subscribed to the frames characteristic; False if stopped or timed out."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            while not self._subscribed:
+                if (stop and stop.is_set()) or (deadline and time.monotonic() > deadline):
+                    return False
+                self._lock.wait(0.1)
+        return True
+
+    def _write_some(self, view: memoryview) -> int:
+        with self._lock:
+            room = MAX_BUFFER - len(self._buffer)
+            if room <= 0 or self._error:
+                self._lock.wait(0.1)
+                return 0
+            n = min(room, len(view))
+            self._buffer += view[:n]
+            return n
+
+    def drain(self, timeout: float = 5.0) -> bool:
+        """Wait until every byte written went out in a notification."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while self._buffer:
+                if time.monotonic() > deadline:
+                    return False
+                self._lock.wait(0.05)
+        return True
+
+    def close(self) -> None:
+        """Stop advertising and serving: the central sees the device go."""
+        self._closing = True
+        with self._lock:
+            self._buffer.clear()
+        self._thread.join(timeout=5.0)

@@ -1,0 +1,85 @@
+"""BLE for real bleak code: the shirt simulator as a GATT peripheral on BlueZoo -> the gateway's BLE
+transport (bleak) -> driver -> Hexoskin emulator, every sample back exact."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from gateway.config import load
+from gateway.daemon import Gateway
+from simulators.cloud.app import build_app
+from simulators.cloud.server import BackgroundServer
+from tests.ble import CENTRAL_ADAPTER, PERIPHERAL_ADAPTER, PERIPHERAL_ADDRESS, private_bluez
+from tests.test_hexoskin_chain import EMAIL, PASSWORD, PRIVATE, PUBLIC, api
+
+
+@pytest.fixture
+def bluez(tmp_path, monkeypatch):
+    with private_bluez(tmp_path) as address:
+        monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", address)
+        yield address
+
+
+async def test_shirt_over_ble_reaches_the_cloud_sample_exact(tmp_path, bluez):
+    truth = tmp_path / "truth.npz"
+    sim = subprocess.Popen([sys.executable, "-m", "simulators.cli", "device", "hexoskin", "--ble",
+                            "--adapter", PERIPHERAL_ADAPTER, "--duration", "30", "--speed", "10", "--seed", "3",
+                            "--heart-rate", "70", "--quiet", "--json", "--truth", str(truth)],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+    with BackgroundServer(build_app(tmp_path / "cloud")) as server:
+        cfg = tmp_path / "g.toml"
+        cfg.write_text(f"""
+[spool]
+path = "{tmp_path / 'spool.db'}"
+[status]
+enabled = false
+[uplinks.hexoskin]
+type = "hexoskin"
+base_url = "{server.url}/hexoskin"
+user = "{EMAIL}"
+password = "{PASSWORD}"
+api_key = "{PUBLIC}"
+api_secret = "{PRIVATE}"
+[[devices]]
+name = "shirt"
+driver = "hexoskin"
+transport = "ble://{PERIPHERAL_ADDRESS}?adapter={CENTRAL_ADAPTER}"
+uplinks = ["hexoskin"]
+recording_seconds = 10
+""")
+        gateway = Gateway(load(cfg))
+        await gateway.start()
+        try:
+            out, err = await asyncio.to_thread(sim.communicate, timeout=120)
+            assert sim.returncode == 0, err
+            summary = json.loads(out.splitlines()[-1])
+            runner = gateway.devices[0]
+            deadline = time.monotonic() + 30
+            while runner.transport.counters["bytes"] < summary["bytes"]:
+                assert time.monotonic() < deadline, (dict(runner.transport.counters), summary["bytes"])
+                await asyncio.sleep(0.05)
+            transport, counters = dict(runner.transport.counters), dict(runner.driver.counters)
+        finally:
+            await gateway.stop(drain_timeout=30)
+        with api(server) as c:
+            rid = c.get("/record/").json()["objects"][0]["id"]
+            data = c.get(f"/data/?datatype__in=4113,4129,4145&record={rid}").json()[0]["data"]
+    with np.load(truth) as z:
+        ecg, ecg_ts = z["leadI"], z["leadI_ts"]
+        resp_ts = z["respThoracic_ts"]
+    assert counters["samples"] == 30 * (256 + 2 * 128 + 3 * 64)
+    assert not counters.get("gaps") and not counters.get("crc_errors")
+    assert transport["connects"] == 1 and transport["bytes"] == summary["bytes"]
+    assert transport["notifications"] >= summary["bytes"] / 20  # never more than MTU - 3 per notification
+    got = np.array(data["4113"])
+    np.testing.assert_array_equal(got[:, 0], ecg_ts)
+    np.testing.assert_array_equal(got[:, 1], ecg)
+    assert [p[0] for p in data["4129"]] == resp_ts.tolist() and len(data["4145"]) == 30 * 64
