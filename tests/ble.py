@@ -22,9 +22,8 @@ PERIPHERAL_ADDRESS, CENTRAL_ADDRESS = "00:11:22:33:44:55", "00:AA:BB:CC:DD:EE"
 
 
 def bluezoo_command() -> list[str]:
-    """BlueZoo, installed by the test extra next to this interpreter."""
-    exe = Path(sys.executable).with_name("bluezoo")
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "bluezoo"]
+    """BlueZoo (from the test extra) with the link-loss behaviour of BlueZ added (bluezoo_shim.py)."""
+    return [sys.executable, str(Path(__file__).with_name("bluezoo_shim.py"))]
 
 
 @contextmanager

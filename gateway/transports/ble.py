@@ -5,7 +5,7 @@ private bus). A device is found by address, or by advertised name or service UUI
 adapter the address names (`ble://AA:BB:CC:DD:EE:FF?adapter=hci0`, `ble://any?service=UUID`).
 
 Connection state machine: scan -> connect -> subscribe to every characteristic the driver
-reads -> stream. The link is lost on bleak's disconnected callback, or when a connected device
+reads -> stream. A reconnect first tries the device BlueZ already knows, then scans again. The link is lost on bleak's disconnected callback, or when a connected device
 stays silent for `silent_s` (a watchdog: a wedged link reports nothing). Then LINK_DOWN is
 yielded after every notification already received, and the transport scans, connects and
 re-subscribes again with capped exponential backoff and jitter. Gaps are the driver's to find
@@ -57,6 +57,7 @@ class BleTransport(Transport):
         self.mtu: int | None = None
         self._closed = asyncio.Event()
         self._client: BleakClient | None = None
+        self._device = None  # the BLEDevice last connected to
 
     @property
     def address(self) -> str:
@@ -81,12 +82,17 @@ class BleTransport(Transport):
         return await BleakScanner.find_device_by_filter(wanted, timeout=self.scan_timeout, **self._bluez())
 
     async def _connect(self, queue: asyncio.Queue) -> BleakClient:
-        device = await self._find()
+        # After a loss, the device BlueZ already knows is connected to directly (BlueZ keeps it;
+        # a scan may not report a device it has cached); if that fails, the next attempt scans.
+        device, self._device = self._device, None
+        if device is None:
+            device = await self._find()
         if device is None:
             raise BleakError(f"{self.address}: not seen within {self.scan_timeout:g} s")
         client = BleakClient(device, disconnected_callback=lambda _: queue.put_nowait(_LOST),
                              timeout=self.connect_timeout, **self._bluez())
         await client.connect()
+        self._device = device
         try:
             for uuid in self.characteristics:
                 await client.start_notify(uuid, lambda _, data: queue.put_nowait(bytes(data)))

@@ -131,6 +131,7 @@ class BlePort(Port):
         self._lock = threading.Condition()
         self._subscribed = False
         self._closing = False
+        self.stalled = threading.Event()  # fault injection: a radio that stops sending while still connected
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._error: BaseException | None = None
@@ -183,7 +184,7 @@ class BlePort(Port):
         sent = 0
         while not (self._closing and not self._buffer):
             with self._lock:
-                ready = self._subscribed and (len(self._buffer) >= self.payload or (
+                ready = self._subscribed and not self.stalled.is_set() and (len(self._buffer) >= self.payload or (
                     self._buffer and time.monotonic() - last >= FLUSH_S))
                 chunk = bytes(self._buffer[:self.payload]) if ready else b""
                 if ready:

@@ -1,0 +1,88 @@
+"""The BLE transport's state machine through real bleak code against BlueZoo: a silent link is
+dropped, the device found again and re-subscribed, and every byte arrives exactly once; a device
+that is not there is retried with backoff without blocking anything else."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from gateway.protocols import hexoskin as hx
+from gateway.transports import LINK_DOWN, LINK_UP
+from gateway.transports.ble import BleTransport
+from simulators.devices.ble_front import BlePort
+from tests.ble import CENTRAL_ADAPTER, PERIPHERAL_ADAPTER, PERIPHERAL_ADDRESS, private_bluez
+
+
+@pytest.fixture
+def bluez(tmp_path, monkeypatch):
+    with private_bluez(tmp_path) as address:
+        monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", address)
+        yield address
+
+
+async def collect(stream, got: bytearray, events: list) -> None:
+    async for item in stream:
+        if isinstance(item, bytes):
+            got += item
+        else:
+            events.append(item)
+
+
+async def wait_for(predicate, timeout: float = 30.0) -> None:
+    for _ in range(int(timeout / 0.05)):
+        if predicate():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("timed out")
+
+
+async def test_a_silent_link_is_dropped_and_resumed_without_loss_or_duplicates(bluez):
+    port = await asyncio.to_thread(BlePort, hx.BLE_SERVICE_UUID, hx.BLE_FRAMES_UUID, "WG-TEST", PERIPHERAL_ADAPTER)
+    transport = BleTransport("any", [hx.BLE_FRAMES_UUID], adapter=CENTRAL_ADAPTER, service=hx.BLE_SERVICE_UUID,
+                             silent_s=1.5, backoff_initial=0.1)
+    got, events = bytearray(), []
+    task = asyncio.create_task(collect(transport.stream(), got, events))
+    stop = threading.Event()
+    first, second = bytes(range(256)) * 20, bytes(reversed(range(256))) * 30  # 5,120 then 7,680 bytes
+    try:
+        assert await asyncio.to_thread(port.wait_for_reader, stop, 30.0)
+        await asyncio.to_thread(port.write, first, stop)
+        await wait_for(lambda: len(got) == len(first))
+        port.stalled.set()  # the radio stops while the link still looks connected
+        await asyncio.to_thread(port.write, second, stop)  # the device keeps its data meanwhile
+        await wait_for(lambda: transport.counters["silent_timeouts"] == 1)
+        port.stalled.clear()
+        await wait_for(lambda: len(got) >= len(first) + len(second))
+        assert await asyncio.to_thread(port.drain, 10.0)
+    finally:
+        await transport.close()
+        await asyncio.wait_for(task, 30)
+        await asyncio.to_thread(port.close)
+    assert bytes(got) == first + second  # in order, once
+    assert events[:3] == [LINK_UP, LINK_DOWN, LINK_UP] and events[-1] is LINK_DOWN
+    assert transport.counters["connects"] == 2 and transport.counters["link_losses"] == 1
+    assert port.counters["subscriptions"] == 2  # subscribed again after the reconnect
+    assert all(n <= 20 for n in [port.payload])  # MTU 23: 20-byte notifications
+
+
+async def test_a_missing_device_is_retried_with_backoff(bluez):
+    transport = BleTransport(PERIPHERAL_ADDRESS, [hx.BLE_FRAMES_UUID], adapter=CENTRAL_ADAPTER, scan_timeout=0.5,
+                             backoff_initial=0.1, backoff_max=0.2)
+    ticks = 0
+
+    async def ticker():  # the event loop keeps running while the transport searches
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    tick_task = asyncio.create_task(ticker())
+    pending = asyncio.ensure_future(transport.stream().__anext__())
+    await asyncio.sleep(2.5)
+    assert transport.counters["connect_failures"] >= 2 and not pending.done() and ticks > 100
+    await transport.close()
+    pending.cancel()
+    tick_task.cancel()
