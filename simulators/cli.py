@@ -115,7 +115,7 @@ def _device_kardia(args: argparse.Namespace) -> int:
     except (ValueError, ReplayError) as exc:
         print(f"wearable-sim: {exc}", file=sys.stderr)
         return 2
-    port = _open_port(args)
+    port = _open_port(args, (proto.BLE_SERVICE_UUID, proto.BLE_FRAMES_UUID, args.serial_number))
     if port is None:
         return 2
     stats = _serve("kardia", port, model.frames(), args,

@@ -34,7 +34,7 @@ class ManualClock:
 class SimRun:
     """A simulator writing into a pty from a thread."""
 
-    port: PtyPort
+    port: PtyPort  # or any Port with wait_for_reader (the BLE front)
     model: KardiaMobileModel
     frames: list[SimFrame] = field(default_factory=list)  # every sample frame generated, lost ones included
     stats: list[RunStats] = field(default_factory=list)
@@ -55,10 +55,10 @@ class SimRun:
 
 
 def start_simulator(*, duration: float, speed: float | None, seed: int, faults: FaultInjector | None = None,
-                    link: Path | None = None, mains: int = 50, start: bool = True) -> SimRun:
-    """A KardiaMobile simulator on a new pty (with noise, so every stretch of signal is unique)."""
+                    link: Path | None = None, mains: int = 50, start: bool = True, port=None) -> SimRun:
+    """A KardiaMobile simulator on a new pty, or the given port (with noise, so every stretch of signal is unique)."""
     source = EcgSynth(300, EcgParams(noise_mv=0.02, wander_mv=0.1, hum_mv=0.02, mains_frequency=mains, seed=seed))
-    run = SimRun(PtyPort(link=link), KardiaMobileModel(source, serial_number="KM1-TEST0001", mains_frequency=mains,
+    run = SimRun(port or PtyPort(link=link), KardiaMobileModel(source, serial_number="KM1-TEST0001", mains_frequency=mains,
                                                         boot_id=0x5EED0000 + seed))
 
     def on_frame(frame: SimFrame, _data: bytes) -> None:
@@ -103,8 +103,8 @@ HUB_TOKEN = "chain-hub-token"
 
 def config_toml(spool: Path, kardia_url: str, patient: str, port_path: str, recording_seconds: float,
                 journal_interval: float = 1.0, hub_url: str | None = None, status_listen: str = "127.0.0.1:0",
-                extra: str = "") -> str:
-    """A gateway configuration for one KardiaMobile on a pty (and the hub, if given)."""
+                extra: str = "", transport: str | None = None) -> str:
+    """A gateway configuration for one KardiaMobile on a pty, or the given transport (and the hub, if given)."""
     hub = f"""
 [uplinks.hub]
 type = "humanapi"
@@ -132,7 +132,7 @@ api_key_env = "CHAIN_KARDIA_KEY"
 [[devices]]
 name = "kardia-1"
 driver = "kardiamobile"
-transport = "serial://{port_path}"
+transport = "{transport or 'serial://' + port_path}"
 uplinks = {uplinks}
 patient_id = "{patient}"
 recording_seconds = {recording_seconds}

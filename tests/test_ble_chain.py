@@ -83,3 +83,41 @@ recording_seconds = 10
     np.testing.assert_array_equal(got[:, 0], ecg_ts)
     np.testing.assert_array_equal(got[:, 1], ecg)
     assert [p[0] for p in data["4129"]] == resp_ts.tolist() and len(data["4145"]) == 30 * 64
+
+
+async def test_kardiamobile_over_ble_every_sample_once(tmp_path, bluez):
+    from gateway.protocols import kardiamobile as km
+    from simulators.cloud.app import Credentials
+    from simulators.devices.ble_front import BlePort
+    from simulators.reconcile import reconcile
+    from tests.chain import API_KEY, config_toml, create_patient, recordings, start_simulator
+
+    port = await asyncio.to_thread(BlePort, km.BLE_SERVICE_UUID, km.BLE_FRAMES_UUID, "KM1-TEST0001",
+                                   PERIPHERAL_ADAPTER)
+    sim = start_simulator(duration=60, speed=None, seed=21, port=port, start=False)
+    with BackgroundServer(build_app(tmp_path / "cloud", Credentials([API_KEY]))) as server:
+        url = server.url + "/kardia"
+        patient = await asyncio.to_thread(create_patient, url)
+        cfg = tmp_path / "g.toml"
+        cfg.write_text(config_toml(tmp_path / "spool.db", url, patient, "-", 30,
+                                   transport=f"ble://any?name=KM1-TEST0001&adapter={CENTRAL_ADAPTER}")
+                       .replace('listen = "127.0.0.1:0"', 'enabled = false'))
+        gateway = Gateway(load(cfg, env={"CHAIN_KARDIA_KEY": API_KEY}))
+        await gateway.start()
+        try:
+            sim.thread.start()
+            stats = await asyncio.to_thread(sim.join)
+            runner = gateway.devices[0]
+            deadline = time.monotonic() + 30
+            while runner.transport.counters["bytes"] < stats.bytes:
+                assert time.monotonic() < deadline, (dict(runner.transport.counters), stats.bytes)
+                await asyncio.sleep(0.05)
+            counters = dict(runner.driver.counters)
+        finally:
+            await gateway.stop(drain_timeout=30)
+            await asyncio.to_thread(port.close)
+        recs = await asyncio.to_thread(recordings, url, patient)
+    check = reconcile(sim.sent, [np.array(r["data"]["raw"]["samples"]["leadI"]) for r in recs])
+    assert check.exact, check.as_dict()
+    assert len(sim.sent) == 60 * 300 and check.positions == [0, 9000]
+    assert counters["samples"] == 60 * 300 and not counters.get("gaps")

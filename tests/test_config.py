@@ -8,6 +8,7 @@ import pytest
 
 from gateway.cli import main as gateway_main
 from gateway.config import ConfigError, load
+from gateway.drivers.base import Driver
 
 VALID = """
 [gateway]
@@ -187,11 +188,27 @@ def test_a_hexoskin_uplink_takes_basic_credentials_and_an_api_key(tmp_path):
     assert "uplinks.hx.api_secret: give api_secret or api_secret_env, not both" in err.value.errors
 
 
-def test_ble_transports_need_a_driver_with_a_ble_profile(tmp_path):
+def test_ble_transports_need_a_driver_with_a_ble_profile(tmp_path, monkeypatch):
+    from gateway import drivers
+
     shirt = HEXOSKIN.replace('transport = "serial:///dev/ttyACM1"', 'transport = "ble://00:11:22:33:44:55?adapter=hci0"')
     cfg = load(write(tmp_path, shirt), env={"HX_PASSWORD": "pw", "HX_SECRET": "s"})
     assert cfg.devices[0].transport.startswith("ble://")
-    kardia = VALID.replace('transport = "serial:///dev/ttyACM0?baudrate=57600"', 'transport = "ble://any?name=Kardia"')
+    monkeypatch.setitem(drivers.BUILTIN, "serialonly", "tests.test_config:SerialOnlyDriver")
+    other = VALID.replace('driver = "kardiamobile"', 'driver = "serialonly"').replace(
+        'transport = "serial:///dev/ttyACM0?baudrate=57600"', 'transport = "ble://any?name=Thing"')
     with pytest.raises(ConfigError) as err:
-        load(write(tmp_path, kardia), env={"TEST_KARDIA_KEY": "k"})
-    assert "devices[0].transport: the kardiamobile driver has no BLE profile yet; use serial://" in err.value.errors
+        load(write(tmp_path, other), env={"TEST_KARDIA_KEY": "k"})
+    assert "devices[0].transport: the serialonly driver has no BLE profile yet; use serial://" in err.value.errors
+
+
+class SerialOnlyDriver(Driver):
+    """A plug-in driver that names no BLE characteristics."""
+
+    name = "serialonly"
+
+    def feed(self, data, arrival):
+        return []
+
+    def link_lost(self):
+        return []

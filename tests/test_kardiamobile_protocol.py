@@ -181,3 +181,22 @@ def test_random_garbage_never_crashes_the_driver():
     drv.link_lost()
     events = drv.feed(good, arrival=0.0)
     assert any(isinstance(e, SampleBlock) and len(e.samples) == 25 for e in events)
+
+
+def test_ble_notifications_decode_to_the_same_frames(kardia_vectors):
+    """Over BLE the notifications, in order, are the serial byte stream, whatever their boundaries."""
+    from tests.conftest import ROOT
+
+    assert {b["mtu"] for b in kardia_vectors["ble"]} == {23, 247}
+    for b in kardia_vectors["ble"]:
+        notes = [bytes.fromhex(n) for n in b["notifications"]]
+        assert all(len(n) <= b["mtu"] - 3 for n in notes) and (len(notes) > 1 or b["mtu"] == 247)
+        dec = proto.FrameDecoder()
+        frames = [f for n in notes for f in dec.feed(n)]
+        if b["disconnect_after"]:
+            dec.reset()
+        assert [frame_fields(f) for f in frames] == b["expect"]["frames"], b["name"]
+        for key, value in b["expect"]["counters"].items():
+            assert dec.counters[key] == value, (b["name"], key)
+    spec = (ROOT / "firmware_specs" / "kardiamobile.md").read_text()
+    assert proto.BLE_SERVICE_UUID in spec and proto.BLE_FRAMES_UUID in spec

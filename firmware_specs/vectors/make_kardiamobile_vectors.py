@@ -237,6 +237,16 @@ def build() -> dict:
         "segments": [[BOOT_A, 0, 25]], "gaps": [[BOOT_A, 25, 25]]},
         note="the end of a stream: no later sample frame would ever show this gap")
 
+    # Over BLE: the "clean" stream cut into the notifications of ATT_MTU - 3 bytes, and a disconnect mid-frame.
+    clean = b"".join([i0, s1, s2])
+    ble = [{"name": f"clean_mtu_{mtu}", "mtu": mtu, "disconnect_after": False,
+            "notifications": [clean[i:i + mtu - 3].hex() for i in range(0, len(clean), mtu - 3)],
+            "expect": {"frames": [fi0, fs1, fs2], "counters": {"frames": 3}}} for mtu in (23, 247)]
+    cut = b"".join([i0, s1, s2[:20]])
+    ble.append({"name": "disconnect_mid_frame_mtu_23", "mtu": 23, "disconnect_after": True,
+                "notifications": [cut[i:i + 20].hex() for i in range(0, len(cut), 20)],
+                "expect": {"frames": [fi0, fs1], "counters": {"frames": 2, "truncated_frames": 1}}})
+
     return {
         "protocol": "kardiamobile-serial",
         "version": 1,
@@ -244,6 +254,7 @@ def build() -> dict:
         "crc": {"name": "CRC-16/CCITT-FALSE", "poly": "0x1021", "init": "0xFFFF", "check_123456789": "0x29B1"},
         "frames": frames,
         "streams": streams,
+        "ble": ble,
         "counter_rules": "every counter not listed under expect.counters must be 0",
     }
 

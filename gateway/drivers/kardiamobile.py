@@ -34,6 +34,7 @@ class KardiaMobileDriver(Driver):
     """Decodes the KardiaMobile serial protocol into events for the core."""
 
     name = "kardiamobile"
+    ble_notify = (proto.BLE_FRAMES_UUID,)
 
     def __init__(self) -> None:
         super().__init__()

@@ -39,6 +39,9 @@ FLAG_SATURATED = 0x02
 FLAGS_DEFINED = FLAG_LEAD_OFF | FLAG_SATURATED
 COUNTER_MODULO = 1 << 32
 MAX_FRAME = OVERHEAD + SAMPLES_HEAD_LEN + 2 * MAX_SAMPLES  # 144
+# BLE (firmware_specs/kardiamobile.md, "Over BLE"): the same frames as notifications of one characteristic.
+BLE_SERVICE_UUID = "4de60001-de68-454a-9e06-0866e314cabd"
+BLE_FRAMES_UUID = "4de60002-de68-454a-9e06-0866e314cabd"
 
 
 @dataclass(frozen=True, slots=True)
