@@ -121,3 +121,53 @@ async def test_kardiamobile_over_ble_every_sample_once(tmp_path, bluez):
     assert check.exact, check.as_dict()
     assert len(sim.sent) == 60 * 300 and check.positions == [0, 9000]
     assert counters["samples"] == 60 * 300 and not counters.get("gaps")
+
+
+async def test_an_outage_that_loses_data_is_recorded_as_exactly_that_gap(tmp_path, bluez):
+    """The device's radio goes quiet and what it measures meanwhile is lost: the gateway's watchdog
+    drops the link, reconnects and re-subscribes; the recordings hold everything else, once, and the
+    gap the driver records is exactly what never arrived."""
+    from gateway.protocols import kardiamobile as km
+    from simulators.cloud.app import Credentials
+    from simulators.devices.ble_front import BlePort
+    from simulators.reconcile import reconcile
+    from tests.chain import API_KEY, config_toml, create_patient, recordings, start_simulator
+
+    port = await asyncio.to_thread(BlePort, km.BLE_SERVICE_UUID, km.BLE_FRAMES_UUID, "KM1-TEST0001",
+                                   PERIPHERAL_ADAPTER)
+    sim = start_simulator(duration=60, speed=10, seed=22, port=port, start=False)
+    with BackgroundServer(build_app(tmp_path / "cloud", Credentials([API_KEY]))) as server:
+        url = server.url + "/kardia"
+        patient = await asyncio.to_thread(create_patient, url)
+        cfg = tmp_path / "g.toml"
+        cfg.write_text(config_toml(tmp_path / "spool.db", url, patient, "-", 30,
+                                   transport=f"ble://{PERIPHERAL_ADDRESS}?adapter={CENTRAL_ADAPTER}&silent_s=1")
+                       .replace('listen = "127.0.0.1:0"', 'enabled = false'))
+        gateway = Gateway(load(cfg, env={"CHAIN_KARDIA_KEY": API_KEY}))
+        await gateway.start()
+        runner = gateway.devices[0]
+        try:
+            sim.thread.start()
+            await asyncio.sleep(2.0)
+            port.dropping.set()
+            deadline = time.monotonic() + 20
+            while not runner.transport.counters["silent_timeouts"]:
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.05)
+            port.dropping.clear()
+            stats = await asyncio.to_thread(sim.join)
+            deadline = time.monotonic() + 30
+            while runner.transport.counters["bytes"] < stats.bytes - port.counters["dropped_bytes"]:
+                assert time.monotonic() < deadline, (dict(runner.transport.counters), stats.bytes)
+                await asyncio.sleep(0.05)
+            transport, counters = dict(runner.transport.counters), dict(runner.driver.counters)
+        finally:
+            await gateway.stop(drain_timeout=30)
+            await asyncio.to_thread(port.close)
+        recs = await asyncio.to_thread(recordings, url, patient)
+    check = reconcile(sim.sent, [np.array(r["data"]["raw"]["samples"]["leadI"]) for r in recs])
+    assert port.counters["dropped_bytes"] > 1000 and transport["connects"] == 2 and transport["silent_timeouts"] == 1
+    assert not check.duplicates and not check.unmatched and check.in_order
+    assert counters["gaps"] == 1 and len(check.missing_ranges) == 1
+    assert counters["lost_samples"] == check.missing > 0  # the gap is exactly what never arrived
+    assert check.delivered + check.missing == 60 * 300

@@ -126,12 +126,16 @@ class BlePort(Port):
         self.path = f"ble:{adapter}:{name}"
         self.service_uuid, self.frames_uuid, self.name, self.adapter = service_uuid, frames_uuid, name, adapter
         self.payload = mtu - 3
-        self.counters = {"notifications": 0, "bytes": 0, "subscriptions": 0}
+        self.counters = {"notifications": 0, "bytes": 0, "subscriptions": 0, "dropped_bytes": 0}
         self._buffer = bytearray()
         self._lock = threading.Condition()
         self._subscribed = False
         self._closing = False
-        self.stalled = threading.Event()  # fault injection: a radio that stops sending while still connected
+        # Fault injection: `stalled`, a radio that stops sending while the link still looks up (the
+        # device keeps its data); `dropping`, an outage during which the device's buffer overflows
+        # and what it produces is lost (the gateway must see exactly that as a gap).
+        self.stalled = threading.Event()
+        self.dropping = threading.Event()
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._error: BaseException | None = None
@@ -184,6 +188,10 @@ class BlePort(Port):
         sent = 0
         while not (self._closing and not self._buffer):
             with self._lock:
+                if self.dropping.is_set() and self._buffer:
+                    self.counters["dropped_bytes"] += len(self._buffer)
+                    self._buffer.clear()
+                    self._lock.notify_all()
                 ready = self._subscribed and not self.stalled.is_set() and (len(self._buffer) >= self.payload or (
                     self._buffer and time.monotonic() - last >= FLUSH_S))
                 chunk = bytes(self._buffer[:self.payload]) if ready else b""
