@@ -37,9 +37,9 @@ def _timing_ok(args: argparse.Namespace) -> bool:
     return True
 
 
-def _open_port(args: argparse.Namespace, ble: tuple[str, str, str] | None = None):
+def _open_port(args: argparse.Namespace, ble: tuple[str, str, str] | None = None, extra_services=()):
     """The port to write to (a real one, a new pty, or a BLE peripheral given (service, characteristic,
-    name)); None after saying why it failed."""
+    name) and any standard services it also offers); None after saying why it failed."""
     from simulators.devices.serial_front import PtyPort, SerialPort
 
     if args.ble:
@@ -50,7 +50,8 @@ def _open_port(args: argparse.Namespace, ble: tuple[str, str, str] | None = None
         from simulators.devices.ble_front import BlePort
 
         try:
-            return BlePort(*ble[:2], name=args.ble_name or ble[2], adapter=args.adapter)
+            return BlePort(*ble[:2], name=args.ble_name or ble[2], adapter=args.adapter,
+                           extra_services=tuple(extra_services))
         except Exception as exc:  # D-Bus and BlueZ errors alike: say which adapter and why
             print(f"wearable-sim: cannot serve BLE on {args.adapter}: {exc}", file=sys.stderr)
             return None
@@ -153,16 +154,21 @@ def _device_hexoskin(args: argparse.Namespace) -> int:
         print(f"wearable-sim: {exc}", file=sys.stderr)
         return 2
     from gateway.protocols import hexoskin as hx_proto
+    from simulators.devices.hexoskin import ShirtHeartRate, standard_services
 
-    port = _open_port(args, (hx_proto.BLE_SERVICE_UUID, hx_proto.BLE_FRAMES_UUID, args.device_id))
+    port = _open_port(args, (hx_proto.BLE_SERVICE_UUID, hx_proto.BLE_FRAMES_UUID, args.device_id),
+                      standard_services(model))
     if port is None:
         return 2
+    heart = ShirtHeartRate(ecg, port) if args.ble else None
     activity = args.activity + (f" at {model.motion.cadence:g} steps/min" if args.activity != "rest" else "")
     truth: dict[str, list] = {}
 
     def keep(frame, data) -> None:  # what was sent, per channel: (first sample's HexoTimestamp, samples)
         if args.truth and frame.kind == "samples":
             truth.setdefault(frame.channel, []).append((frame.ts, frame.samples))
+        if heart and frame.kind == "info":  # once a second of signal: the standard Heart Rate Measurement
+            heart.second(frame.t_end)
 
     stats = _serve("hexoskin", port, model.frames(), args,
                    f"hexoskin {args.device_id} (session {model.session_id:08x}): {ecg.rhythm} at {ecg.heart_rate:g} bpm,"

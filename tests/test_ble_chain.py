@@ -171,3 +171,55 @@ async def test_an_outage_that_loses_data_is_recorded_as_exactly_that_gap(tmp_pat
     assert counters["gaps"] == 1 and len(check.missing_ranges) == 1
     assert counters["lost_samples"] == check.missing > 0  # the gap is exactly what never arrived
     assert check.delivered + check.missing == 60 * 300
+
+
+async def test_the_shirt_also_offers_the_standard_heart_rate_device_information_and_battery(tmp_path, bluez):
+    """Read through real bleak: Device Information strings, Battery Level, Body Sensor Location, and
+    Heart Rate Measurements whose rate and RR intervals match the simulated heart."""
+    from bleak import BleakClient, BleakScanner
+
+    from gateway.protocols import gatt
+
+    sim = subprocess.Popen([sys.executable, "-m", "simulators.cli", "device", "hexoskin", "--ble", "--adapter",
+                            PERIPHERAL_ADAPTER, "--duration", "20", "--heart-rate", "75", "--seed", "4", "--quiet",
+                            "--device-id", "HXSKIN12000777"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+    u = gatt.uuid16
+    measurements = []
+    try:
+        device = None
+        for _ in range(20):
+            device = await BleakScanner.find_device_by_address(PERIPHERAL_ADDRESS, timeout=2,
+                                                               bluez={"adapter": CENTRAL_ADAPTER})
+            if device:
+                break
+        assert device is not None
+        async with BleakClient(device, bluez={"adapter": CENTRAL_ADAPTER}) as client:
+            info = {k: gatt.decode_string(bytes(await client.read_gatt_char(u(k))), v)
+                    for k, v in gatt.DEVICE_INFO_STRINGS.items() if k in (0x2A29, 0x2A24, 0x2A25, 0x2A26)}
+            battery = gatt.decode_battery_level(bytes(await client.read_gatt_char(u(gatt.BATTERY_LEVEL))))
+            location = bytes(await client.read_gatt_char(u(gatt.BODY_SENSOR_LOCATION)))
+            await client.start_notify(u(gatt.HEART_RATE_MEASUREMENT),
+                                      lambda _, data: measurements.append(gatt.decode_heart_rate(bytes(data))))
+            await client.start_notify(hx_frames(), lambda _, data: None)  # the device streams once subscribed
+            for _ in range(200):
+                if len(measurements) >= 6:
+                    break
+                await asyncio.sleep(0.05)
+    finally:
+        sim.terminate()
+        sim.communicate(timeout=30)
+    assert info == {0x2A29: "wearable-gateway simulator", 0x2A24: "Hexoskin-class shirt", 0x2A25: "HXSKIN12000777",
+                    0x2A26: "3.1.4"}
+    assert battery == 87 and location == b"\x01"  # chest
+    assert len(measurements) >= 6 and all(m.sensor_contact is True for m in measurements)
+    later = measurements[2:]  # once five beats are known
+    assert all(abs(m.heart_rate - 75) <= 6 for m in later)
+    rr = np.array([r for m in later for r in m.rr_intervals]) / 1024
+    assert len(rr) >= 3 and abs(60 / rr.mean() - 75) <= 4
+
+
+def hx_frames() -> str:
+    from gateway.protocols import hexoskin as hx
+
+    return hx.BLE_FRAMES_UUID

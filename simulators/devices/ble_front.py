@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from dataclasses import dataclass
 
 from dbus_fast import BusType, Message, MessageType
 from dbus_fast.aio import MessageBus
@@ -48,14 +49,17 @@ class _Service(ServiceInterface):
 
 
 class _Characteristic(ServiceInterface):
-    """A notify characteristic; BlueZ adds its CCCD and calls StartNotify/StopNotify."""
+    """A characteristic: notify/indicate ones get a CCCD from BlueZ, which calls StartNotify/StopNotify."""
 
-    def __init__(self, uuid: str, service_path: str, on_subscribe) -> None:
+    def __init__(self, uuid: str, service_path: str, on_subscribe=None, flags: tuple[str, ...] = ("notify",),
+                 value: bytes = b"") -> None:
         super().__init__("org.bluez.GattCharacteristic1")
         self._uuid = uuid
         self._service = service_path
-        self._value = b""
-        self._on_subscribe = on_subscribe
+        self._flags = list(flags)
+        self._value = value
+        self._on_subscribe = on_subscribe or (lambda on: None)
+        self.subscribed = False
 
     @dbus_property(access=PropertyAccess.READ)
     def UUID(self) -> "s":  # noqa: F821, N802
@@ -67,18 +71,24 @@ class _Characteristic(ServiceInterface):
 
     @dbus_property(access=PropertyAccess.READ)
     def Flags(self) -> "as":  # noqa: F821, F722, N802
-        return ["notify"]
+        return self._flags
 
     @dbus_property(access=PropertyAccess.READ)
     def Value(self) -> "ay":  # noqa: F821, N802
         return self._value
 
     @method()
+    def ReadValue(self, options: "a{sv}") -> "ay":  # noqa: F821, F722, N802
+        return self._value
+
+    @method()
     def StartNotify(self):  # noqa: N802
+        self.subscribed = True
         self._on_subscribe(True)
 
     @method()
     def StopNotify(self):  # noqa: N802
+        self.subscribed = False
         self._on_subscribe(False)
 
     @method()
@@ -118,11 +128,32 @@ class _Advertisement(ServiceInterface):
         pass
 
 
+@dataclass(frozen=True)
+class CharacteristicSpec:
+    """A further characteristic: read-only with a fixed value, or notify/indicate with values sent later."""
+
+    uuid: str
+    flags: tuple[str, ...] = ("read",)
+    value: bytes = b""
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """A further primary service (Heart Rate, Device Information, Battery, ...)."""
+
+    uuid: str
+    characteristics: tuple[CharacteristicSpec, ...]
+
+
 class BlePort(Port):
-    """A GATT peripheral whose frames characteristic carries the bytes written to it."""
+    """A GATT peripheral whose frames characteristic carries the bytes written to it (plus any
+    further services the device offers, such as the standard Heart Rate Service)."""
 
     def __init__(self, service_uuid: str, frames_uuid: str, name: str, adapter: str = "hci0",
-                 mtu: int = DEFAULT_MTU, start_timeout: float = 15.0) -> None:
+                 mtu: int = DEFAULT_MTU, start_timeout: float = 15.0,
+                 extra_services: tuple[ServiceSpec, ...] = ()) -> None:
+        self.extra_services = extra_services
+        self._extra: dict[str, _Characteristic] = {}
         self.path = f"ble:{adapter}:{name}"
         self.service_uuid, self.frames_uuid, self.name, self.adapter = service_uuid, frames_uuid, name, adapter
         self.payload = mtu - 3
@@ -163,6 +194,13 @@ class BlePort(Port):
         self._char = _Characteristic(self.frames_uuid, service_path, self._subscription)
         bus.export(service_path, _Service(self.service_uuid))
         bus.export(f"{service_path}/char0", self._char)
+        for i, spec in enumerate(self.extra_services, start=1):
+            path = f"{APP_PATH}/service{i}"
+            bus.export(path, _Service(spec.uuid))
+            for j, c in enumerate(spec.characteristics):
+                char = _Characteristic(c.uuid, path, flags=c.flags, value=c.value)
+                self._extra[c.uuid.lower()] = char
+                bus.export(f"{path}/char{j}", char)
         bus.export(f"{APP_PATH}/adv0", _Advertisement(self.service_uuid, self.name))
         for iface, member, args in (("org.bluez.GattManager1", "RegisterApplication", APP_PATH),
                                     ("org.bluez.LEAdvertisingManager1", "RegisterAdvertisement", f"{APP_PATH}/adv0")):
@@ -208,6 +246,14 @@ class BlePort(Port):
             sent += 1
             if sent % YIELD_EVERY == 0:
                 await asyncio.sleep(0)
+
+    def notify(self, uuid: str, value: bytes) -> bool:
+        """Send a value on a further notify/indicate characteristic (from any thread); False if nobody listens."""
+        char = self._extra[uuid.lower()]
+        if not char.subscribed:
+            return False
+        self._loop.call_soon_threadsafe(char.notify, value)
+        return True
 
     # The Port interface, called from the simulator's thread ---------------------------------
 

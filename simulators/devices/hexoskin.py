@@ -7,6 +7,7 @@ the exact HexoTimestamp of its first sample: `session_start + position * ticks_p
 
 from __future__ import annotations
 
+import bisect
 import secrets
 import time
 from collections.abc import Iterator
@@ -106,3 +107,49 @@ class HexoskinModel:
                 yield ShirtFrame(encode(seq, ts, chunk), "samples", seq, position, chunk, t_end, channel, ts)
             second += 1
             yield self._info(float(second))
+
+
+def standard_services(model: "HexoskinModel"):
+    """The standard BLE services the shirt offers beside its frames: Heart Rate (with the chest as
+    body sensor location), Device Information and Battery."""
+    from gateway.protocols import gatt
+    from simulators.devices.ble_front import CharacteristicSpec, ServiceSpec
+
+    u = gatt.uuid16
+    info = {0x2A29: "wearable-gateway simulator", 0x2A24: "Hexoskin-class shirt", 0x2A25: model.device_id,
+            0x2A26: ".".join(map(str, model.firmware))}
+    return (
+        ServiceSpec(u(gatt.HEART_RATE_SERVICE), (CharacteristicSpec(u(gatt.HEART_RATE_MEASUREMENT), ("notify",)),
+                                                 CharacteristicSpec(u(gatt.BODY_SENSOR_LOCATION), ("read",), b"\x01"))),
+        ServiceSpec(u(gatt.DEVICE_INFORMATION), tuple(CharacteristicSpec(u(k), ("read",), v.encode())
+                                                      for k, v in info.items())),
+        ServiceSpec(u(gatt.BATTERY_SERVICE), (CharacteristicSpec(u(gatt.BATTERY_LEVEL), ("read",),
+                                                                 bytes([model.battery_percent])),)),
+    )
+
+
+class ShirtHeartRate:
+    """The Heart Rate Measurement the shirt notifies once a second: the rate of the last beats and the
+    RR intervals (1/1024 s) of the beats in that second, from the ECG synthesiser's own beat times."""
+
+    def __init__(self, ecg: EcgSynth, port) -> None:
+        self.ecg = ecg
+        self.port = port
+        self._next = 0  # index in ecg.beat_times of the first beat not yet reported
+        self.sent: list = []  # the measurements notified (for tests)
+
+    def second(self, t: float) -> None:
+        """Notify the measurement for the beats up to signal time t."""
+        from gateway.protocols import gatt
+
+        times = self.ecg.beat_times  # sorted; generated a little ahead of the signal
+        end = bisect.bisect_right(times, t)
+        if end < 2:
+            return
+        recent = np.diff(times[max(0, end - 6):end])
+        fresh = np.diff(times[max(0, self._next - 1):end])
+        self._next = end
+        m = gatt.HeartRateMeasurement(int(round(60.0 / recent.mean())), sensor_contact=True,
+                                      rr_intervals=[int(round(x * gatt.RR_UNITS_PER_SECOND)) for x in fresh])
+        if self.port.notify(gatt.uuid16(gatt.HEART_RATE_MEASUREMENT), gatt.encode_heart_rate(m)):
+            self.sent.append(m)
