@@ -1,7 +1,7 @@
 """A private BlueZ for BLE tests: dbus-daemon on a private bus and BlueZoo serving BlueZ's D-Bus API.
 
-Two virtual adapters that see each other: hci0 (the simulated peripheral's) and hci1 (the
-gateway's). bleak and the simulator's BLE front find the bus through DBUS_SYSTEM_BUS_ADDRESS,
+Three virtual adapters that see each other: hci0 and hci2 (simulated peripherals', one
+advertisement each) and hci1 (the gateway's). bleak and the simulator's BLE front find the bus through DBUS_SYSTEM_BUS_ADDRESS,
 exactly as they find the real BlueZ on a Raspberry Pi.
 """
 
@@ -17,8 +17,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-PERIPHERAL_ADAPTER, CENTRAL_ADAPTER = "hci0", "hci1"
-PERIPHERAL_ADDRESS, CENTRAL_ADDRESS = "00:11:22:33:44:55", "00:AA:BB:CC:DD:EE"
+PERIPHERAL_ADAPTER, CENTRAL_ADAPTER, SECOND_PERIPHERAL_ADAPTER = "hci0", "hci1", "hci2"
+PERIPHERAL_ADDRESS, CENTRAL_ADDRESS, SECOND_PERIPHERAL_ADDRESS = "00:11:22:33:44:55", "00:AA:BB:CC:DD:EE", \
+    "00:22:33:44:55:66"
 
 
 def bluezoo_command() -> list[str]:
@@ -37,10 +38,11 @@ def private_bluez(tmp_path: Path) -> Iterator[str]:
     env = {**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": address}
     log = open(tmp_path / "bluezoo.log", "w")
     zoo = subprocess.Popen([*bluezoo_command(), "--auto-enable", "--scan-interval", "1",
-                            "-a", PERIPHERAL_ADDRESS, "-a", CENTRAL_ADDRESS], env=env, stdout=log, stderr=log)
+                            "-a", PERIPHERAL_ADDRESS, "-a", CENTRAL_ADDRESS, "-a", SECOND_PERIPHERAL_ADDRESS],
+                           env=env, stdout=log, stderr=log)
     try:
         deadline = time.monotonic() + 20
-        while "adapter[1]" not in (tmp_path / "bluezoo.log").read_text():
+        while "adapter[2]" not in (tmp_path / "bluezoo.log").read_text():
             if zoo.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("BlueZoo did not start: " + (tmp_path / "bluezoo.log").read_text()[-2000:])
             time.sleep(0.05)

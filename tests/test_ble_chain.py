@@ -223,3 +223,109 @@ def hx_frames() -> str:
     from gateway.protocols import hexoskin as hx
 
     return hx.BLE_FRAMES_UUID
+
+
+async def test_two_devices_at_once_and_one_outage_stalls_nobody_else(tmp_path, bluez):
+    """A KardiaMobile and a shirt over BLE into one gateway; the shirt's radio goes quiet and loses data
+    for a while: the KardiaMobile's link never drops and its samples all arrive, once."""
+    from gateway.protocols import hexoskin as hx
+    from gateway.protocols import kardiamobile as km
+    from simulators.cloud.app import Credentials
+    from simulators.devices.ble_front import BlePort
+    from simulators.reconcile import reconcile
+    from tests.ble import SECOND_PERIPHERAL_ADAPTER
+    from tests.chain import API_KEY, create_patient, recordings, start_simulator
+
+    kardia_port = await asyncio.to_thread(BlePort, km.BLE_SERVICE_UUID, km.BLE_FRAMES_UUID, "KM1-TEST0001",
+                                          PERIPHERAL_ADAPTER)
+    shirt_port = await asyncio.to_thread(BlePort, hx.BLE_SERVICE_UUID, hx.BLE_FRAMES_UUID, "HXSKIN12000001",
+                                         SECOND_PERIPHERAL_ADAPTER)
+    kardia = start_simulator(duration=40, speed=8, seed=23, port=kardia_port, start=False)
+    shirt = start_shirt(shirt_port, seconds=40, speed=8)
+    with BackgroundServer(build_app(tmp_path / "cloud", Credentials([API_KEY]))) as server:
+        url = server.url + "/kardia"
+        patient = await asyncio.to_thread(create_patient, url)
+        cfg = tmp_path / "g.toml"
+        cfg.write_text(f"""
+[spool]
+path = "{tmp_path / 'spool.db'}"
+[status]
+enabled = false
+[uplinks.kardia]
+type = "kardia"
+base_url = "{url}"
+api_key = "{API_KEY}"
+[uplinks.hexoskin]
+type = "hexoskin"
+base_url = "{server.url}/hexoskin"
+user = "{EMAIL}"
+password = "{PASSWORD}"
+api_key = "{PUBLIC}"
+api_secret = "{PRIVATE}"
+[[devices]]
+name = "kardia"
+driver = "kardiamobile"
+transport = "ble://any?name=KM1-TEST0001&adapter={CENTRAL_ADAPTER}"
+uplinks = ["kardia"]
+patient_id = "{patient}"
+recording_seconds = 20
+[[devices]]
+name = "shirt"
+driver = "hexoskin"
+transport = "ble://any?service={hx.BLE_SERVICE_UUID}&adapter={CENTRAL_ADAPTER}&silent_s=1"
+uplinks = ["hexoskin"]
+recording_seconds = 10
+""")
+        gateway = Gateway(load(cfg))
+        await gateway.start()
+        k_runner, s_runner = gateway.devices
+        try:
+            kardia.thread.start()
+            shirt.start()
+            await asyncio.sleep(1.5)
+            before = k_runner.transport.counters["bytes"]
+            shirt_port.dropping.set()  # the shirt's outage
+            deadline = time.monotonic() + 20
+            while not s_runner.transport.counters["silent_timeouts"]:
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.05)
+            during = k_runner.transport.counters["bytes"] - before
+            shirt_port.dropping.clear()
+            stats = await asyncio.to_thread(kardia.join)
+            await asyncio.to_thread(shirt.join, 120)
+            deadline = time.monotonic() + 30
+            while k_runner.transport.counters["bytes"] < stats.bytes:
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.05)
+            k_transport, s_transport = dict(k_runner.transport.counters), dict(s_runner.transport.counters)
+            s_counters = dict(s_runner.driver.counters)
+        finally:
+            await gateway.stop(drain_timeout=30)
+            await asyncio.to_thread(kardia_port.close)
+            await asyncio.to_thread(shirt_port.close)
+        recs = await asyncio.to_thread(recordings, url, patient)
+    assert during > 1000  # the KardiaMobile kept streaming through the shirt's outage
+    assert k_transport["connects"] == 1 and not k_transport.get("link_losses")
+    assert reconcile(kardia.sent, [np.array(r["data"]["raw"]["samples"]["leadI"]) for r in recs]).exact
+    assert s_transport["connects"] == 2 and s_transport["silent_timeouts"] == 1
+    assert s_counters["gaps"] >= 1 and shirt_port.counters["dropped_bytes"] > 0
+
+
+def start_shirt(port, seconds: float, speed: float):
+    """A shirt model writing into a port from a thread (started by the caller)."""
+    import threading
+
+    from simulators.devices.hexoskin import HexoskinModel
+    from simulators.devices.serial_front import run_frames
+    from simulators.physiology.ecg import EcgParams, EcgSynth
+    from simulators.physiology.respiration import MotionSynth, RespirationSynth
+
+    ecg = EcgSynth(256, EcgParams(seed=9))
+    model = HexoskinModel(ecg, RespirationSynth(128, ecg.breathing_phase), MotionSynth(64, "rest", seed=9))
+    stop = threading.Event()
+
+    def target() -> None:
+        if port.wait_for_reader(stop, timeout=60):
+            run_frames(model.frames(), port, duration=seconds, speed=speed, stop=stop)
+
+    return threading.Thread(target=target, name="shirt", daemon=True)

@@ -19,6 +19,7 @@ import asyncio
 import logging
 import random
 import warnings
+import weakref
 from collections.abc import AsyncIterator, Iterable
 
 from bleak import BleakClient, BleakScanner
@@ -30,6 +31,15 @@ log = logging.getLogger(__name__)
 
 ANY = "any"
 _LOST = object()  # queued by the disconnected callback, after every notification before it
+# One scan at a time per adapter and event loop: BlueZ counts discovery per D-Bus client, and all
+# of a process's bleak scanners are one client, so one device's scan ending would end another's.
+_SCAN_LOCKS: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str | None, asyncio.Lock]]" = \
+    weakref.WeakKeyDictionary()
+
+
+def _scan_lock(adapter: str | None) -> asyncio.Lock:
+    locks = _SCAN_LOCKS.setdefault(asyncio.get_running_loop(), {})
+    return locks.setdefault(adapter, asyncio.Lock())
 
 
 class BleTransport(Transport):
@@ -71,6 +81,10 @@ class BleTransport(Transport):
 
     async def _find(self):
         """The device to connect to, or None if it was not seen within the scan timeout."""
+        async with _scan_lock(self.adapter):
+            return await self._scan()
+
+    async def _scan(self):
         if self.target != ANY:
             return await BleakScanner.find_device_by_address(self.target, timeout=self.scan_timeout, **self._bluez())
 
