@@ -78,9 +78,13 @@ def _serve(label: str, port, frames, args: argparse.Namespace, describe: str, fa
     try:
         if waits and not port.wait_for_reader(stop):
             return None
-        stats = run_frames(frames, port, duration=args.duration, speed=None if args.fast else args.speed,
-                           faults=faults, stop=stop, progress=None if args.quiet else _progress_printer(label),
-                           on_frame=on_frame)
+        try:
+            stats = run_frames(frames, port, duration=args.duration, speed=None if args.fast else args.speed,
+                               faults=faults, stop=stop, progress=None if args.quiet else _progress_printer(label),
+                               on_frame=on_frame)
+        except RuntimeError as exc:  # the BLE front lost BlueZ: say so, do not hang
+            print(f"wearable-sim: {exc}", file=sys.stderr)
+            return None
         if not port.drain(timeout=5.0):
             print("wearable-sim: the reader did not take the last bytes within 5 s", file=sys.stderr)
     finally:

@@ -86,3 +86,24 @@ async def test_a_missing_device_is_retried_with_backoff(bluez):
     await transport.close()
     pending.cancel()
     tick_task.cancel()
+
+
+async def test_a_flat_out_burst_never_overruns_the_bus(bluez):
+    """100 kB written as fast as the peripheral takes it: dbus-fast drops its connection when the socket
+    fills, so the BLE front paces itself on bus round trips; every byte arrives, in order."""
+    port = await asyncio.to_thread(BlePort, hx.BLE_SERVICE_UUID, hx.BLE_FRAMES_UUID, "WG-BURST", PERIPHERAL_ADAPTER)
+    transport = BleTransport("any", [hx.BLE_FRAMES_UUID], adapter=CENTRAL_ADAPTER, name="WG-BURST")
+    got, events = bytearray(), []
+    task = asyncio.create_task(collect(transport.stream(), got, events))
+    stop = threading.Event()
+    payload = bytes((i * 7 + i // 251) % 256 for i in range(100_000))
+    try:
+        assert await asyncio.to_thread(port.wait_for_reader, stop, 30.0)
+        await asyncio.to_thread(port.write, payload, stop)
+        await wait_for(lambda: len(got) >= len(payload))
+    finally:
+        await transport.close()
+        await asyncio.wait_for(task, 30)
+        await asyncio.to_thread(port.close)
+    assert bytes(got) == payload and port.counters["notifications"] == 5000 and port._error is None
+    assert transport.counters["connects"] == 1 and not transport.counters["link_losses"]

@@ -31,7 +31,10 @@ APP_PATH = "/org/wearablegateway/sim"
 DEFAULT_MTU = 23
 FLUSH_S = 0.125
 MAX_BUFFER = 64 * 1024  # bytes a writer may get ahead of the notifications
-YIELD_EVERY = 8  # notifications between yields to the bus (a flat-out burst overruns dbus-fast's writer)
+PACE_EVERY = 8  # notifications between round trips to the bus: flow control, since dbus-fast's writer
+#                 gives up the connection when the socket is full instead of waiting
+PING = dict(destination="org.freedesktop.DBus", path="/org/freedesktop/DBus", interface="org.freedesktop.DBus.Peer",
+            member="Ping")
 
 
 class _Service(ServiceInterface):
@@ -210,7 +213,7 @@ class BlePort(Port):
                 raise RuntimeError(f"BlueZ refused {member} on {adapter_path}: {reply.error_name} {reply.body}")
         self._ready.set()
         try:
-            await self._pump()
+            await self._pump(bus)
         finally:
             bus.disconnect()
 
@@ -220,7 +223,7 @@ class BlePort(Port):
             self.counters["subscriptions"] += int(on)
             self._lock.notify_all()
 
-    async def _pump(self) -> None:
+    async def _pump(self, bus: MessageBus) -> None:
         """Send the buffer as notifications: full ones at once, a partial one after FLUSH_S."""
         last = time.monotonic()
         sent = 0
@@ -244,8 +247,10 @@ class BlePort(Port):
             self.counters["notifications"] += 1
             self.counters["bytes"] += len(chunk)
             sent += 1
-            if sent % YIELD_EVERY == 0:
-                await asyncio.sleep(0)
+            if sent % PACE_EVERY == 0:  # wait until the bus has taken what was sent: never overrun it
+                await bus.call(Message(**PING))
+                if not bus.connected:
+                    raise ConnectionError("the D-Bus connection to BlueZ is gone")
 
     def notify(self, uuid: str, value: bytes) -> bool:
         """Send a value on a further notify/indicate characteristic (from any thread); False if nobody listens."""
@@ -268,9 +273,11 @@ class BlePort(Port):
         return True
 
     def _write_some(self, view: memoryview) -> int:
+        if self._error:  # the peripheral died: say so rather than wait for ever
+            raise RuntimeError(f"BLE peripheral on {self.adapter} failed: {self._error!r}")
         with self._lock:
             room = MAX_BUFFER - len(self._buffer)
-            if room <= 0 or self._error:
+            if room <= 0:
                 self._lock.wait(0.1)
                 return 0
             n = min(room, len(view))
