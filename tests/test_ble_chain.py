@@ -18,7 +18,7 @@ from gateway.daemon import Gateway
 from simulators.cloud.app import build_app
 from simulators.cloud.server import BackgroundServer
 from tests.ble import CENTRAL_ADAPTER, PERIPHERAL_ADAPTER, PERIPHERAL_ADDRESS, private_bluez
-from tests.test_hexoskin_chain import EMAIL, PASSWORD, PRIVATE, PUBLIC, api
+from tests.test_hexoskin_chain import api, hexoskin_uplink
 
 
 @pytest.fixture
@@ -41,13 +41,7 @@ async def test_shirt_over_ble_reaches_the_cloud_sample_exact(tmp_path, bluez):
 path = "{tmp_path / 'spool.db'}"
 [status]
 enabled = false
-[uplinks.hexoskin]
-type = "hexoskin"
-base_url = "{server.url}/hexoskin"
-user = "{EMAIL}"
-password = "{PASSWORD}"
-api_key = "{PUBLIC}"
-api_secret = "{PRIVATE}"
+{hexoskin_uplink(server.url)}
 [[devices]]
 name = "shirt"
 driver = "hexoskin"
@@ -85,38 +79,48 @@ recording_seconds = 10
     assert [p[0] for p in data["4129"]] == resp_ts.tolist() and len(data["4145"]) == 30 * 64
 
 
-async def test_kardiamobile_over_ble_every_sample_once(tmp_path, bluez):
+async def kardia_over_ble(tmp_path, seed: int, speed: float | None, transport: str, during=None):
+    """A KardiaMobile simulator on BLE -> the gateway -> the Kardia emulator; `during(runner, port)` runs
+    while it streams. Returns (simulator, port, transport counters, driver counters, recordings)."""
     from gateway.protocols import kardiamobile as km
     from simulators.cloud.app import Credentials
     from simulators.devices.ble_front import BlePort
-    from simulators.reconcile import reconcile
     from tests.chain import API_KEY, config_toml, create_patient, recordings, start_simulator
 
     port = await asyncio.to_thread(BlePort, km.BLE_SERVICE_UUID, km.BLE_FRAMES_UUID, "KM1-TEST0001",
                                    PERIPHERAL_ADAPTER)
-    sim = start_simulator(duration=60, speed=None, seed=21, port=port, start=False)
+    sim = start_simulator(duration=60, speed=speed, seed=seed, port=port, start=False)
     with BackgroundServer(build_app(tmp_path / "cloud", Credentials([API_KEY]))) as server:
         url = server.url + "/kardia"
         patient = await asyncio.to_thread(create_patient, url)
         cfg = tmp_path / "g.toml"
-        cfg.write_text(config_toml(tmp_path / "spool.db", url, patient, "-", 30,
-                                   transport=f"ble://any?name=KM1-TEST0001&adapter={CENTRAL_ADAPTER}")
+        cfg.write_text(config_toml(tmp_path / "spool.db", url, patient, "-", 30, transport=transport)
                        .replace('listen = "127.0.0.1:0"', 'enabled = false'))
         gateway = Gateway(load(cfg, env={"CHAIN_KARDIA_KEY": API_KEY}))
         await gateway.start()
+        runner = gateway.devices[0]
         try:
             sim.thread.start()
+            if during:
+                await during(runner, port)
             stats = await asyncio.to_thread(sim.join)
-            runner = gateway.devices[0]
             deadline = time.monotonic() + 30
-            while runner.transport.counters["bytes"] < stats.bytes:
+            while runner.transport.counters["bytes"] < stats.bytes - port.counters["dropped_bytes"]:
                 assert time.monotonic() < deadline, (dict(runner.transport.counters), stats.bytes)
                 await asyncio.sleep(0.05)
-            counters = dict(runner.driver.counters)
+            transport_counters, counters = dict(runner.transport.counters), dict(runner.driver.counters)
         finally:
             await gateway.stop(drain_timeout=30)
             await asyncio.to_thread(port.close)
         recs = await asyncio.to_thread(recordings, url, patient)
+    return sim, port, transport_counters, counters, recs
+
+
+async def test_kardiamobile_over_ble_every_sample_once(tmp_path, bluez):
+    from simulators.reconcile import reconcile
+
+    sim, _, _, counters, recs = await kardia_over_ble(
+        tmp_path, 21, None, f"ble://any?name=KM1-TEST0001&adapter={CENTRAL_ADAPTER}")
     check = reconcile(sim.sent, [np.array(r["data"]["raw"]["samples"]["leadI"]) for r in recs])
     assert check.exact, check.as_dict()
     assert len(sim.sent) == 60 * 300 and check.positions == [0, 9000]
@@ -127,44 +131,19 @@ async def test_an_outage_that_loses_data_is_recorded_as_exactly_that_gap(tmp_pat
     """The device's radio goes quiet and what it measures meanwhile is lost: the gateway's watchdog
     drops the link, reconnects and re-subscribes; the recordings hold everything else, once, and the
     gap the driver records is exactly what never arrived."""
-    from gateway.protocols import kardiamobile as km
-    from simulators.cloud.app import Credentials
-    from simulators.devices.ble_front import BlePort
     from simulators.reconcile import reconcile
-    from tests.chain import API_KEY, config_toml, create_patient, recordings, start_simulator
 
-    port = await asyncio.to_thread(BlePort, km.BLE_SERVICE_UUID, km.BLE_FRAMES_UUID, "KM1-TEST0001",
-                                   PERIPHERAL_ADAPTER)
-    sim = start_simulator(duration=60, speed=10, seed=22, port=port, start=False)
-    with BackgroundServer(build_app(tmp_path / "cloud", Credentials([API_KEY]))) as server:
-        url = server.url + "/kardia"
-        patient = await asyncio.to_thread(create_patient, url)
-        cfg = tmp_path / "g.toml"
-        cfg.write_text(config_toml(tmp_path / "spool.db", url, patient, "-", 30,
-                                   transport=f"ble://{PERIPHERAL_ADDRESS}?adapter={CENTRAL_ADAPTER}&silent_s=1")
-                       .replace('listen = "127.0.0.1:0"', 'enabled = false'))
-        gateway = Gateway(load(cfg, env={"CHAIN_KARDIA_KEY": API_KEY}))
-        await gateway.start()
-        runner = gateway.devices[0]
-        try:
-            sim.thread.start()
-            await asyncio.sleep(2.0)
-            port.dropping.set()
-            deadline = time.monotonic() + 20
-            while not runner.transport.counters["silent_timeouts"]:
-                assert time.monotonic() < deadline
-                await asyncio.sleep(0.05)
-            port.dropping.clear()
-            stats = await asyncio.to_thread(sim.join)
-            deadline = time.monotonic() + 30
-            while runner.transport.counters["bytes"] < stats.bytes - port.counters["dropped_bytes"]:
-                assert time.monotonic() < deadline, (dict(runner.transport.counters), stats.bytes)
-                await asyncio.sleep(0.05)
-            transport, counters = dict(runner.transport.counters), dict(runner.driver.counters)
-        finally:
-            await gateway.stop(drain_timeout=30)
-            await asyncio.to_thread(port.close)
-        recs = await asyncio.to_thread(recordings, url, patient)
+    async def outage(runner, port) -> None:
+        await asyncio.sleep(2.0)
+        port.dropping.set()
+        deadline = time.monotonic() + 20
+        while not runner.transport.counters["silent_timeouts"]:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        port.dropping.clear()
+
+    sim, port, transport, counters, recs = await kardia_over_ble(
+        tmp_path, 22, 10, f"ble://{PERIPHERAL_ADDRESS}?adapter={CENTRAL_ADAPTER}&silent_s=1", outage)
     check = reconcile(sim.sent, [np.array(r["data"]["raw"]["samples"]["leadI"]) for r in recs])
     assert port.counters["dropped_bytes"] > 1000 and transport["connects"] == 2 and transport["silent_timeouts"] == 1
     assert not check.duplicates and not check.unmatched and check.in_order
@@ -255,13 +234,7 @@ enabled = false
 type = "kardia"
 base_url = "{url}"
 api_key = "{API_KEY}"
-[uplinks.hexoskin]
-type = "hexoskin"
-base_url = "{server.url}/hexoskin"
-user = "{EMAIL}"
-password = "{PASSWORD}"
-api_key = "{PUBLIC}"
-api_secret = "{PRIVATE}"
+{hexoskin_uplink(server.url)}
 [[devices]]
 name = "kardia"
 driver = "kardiamobile"

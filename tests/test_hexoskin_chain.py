@@ -31,6 +31,18 @@ EMAIL, PASSWORD, PUBLIC, PRIVATE = "athlete@hexoskin.com", "hexoskin", "hexoskin
 TICKS = 256
 
 
+def hexoskin_uplink(server_url: str) -> str:
+    """The [uplinks.hexoskin] table for the emulator at server_url."""
+    return f"""[uplinks.hexoskin]
+type = "hexoskin"
+base_url = "{server_url}/hexoskin"
+user = "{EMAIL}"
+password = "{PASSWORD}"
+api_key = "{PUBLIC}"
+api_secret = "{PRIVATE}"
+"""
+
+
 def api(server) -> httpx.Client:
     """A signed client of the emulator, as any Hexoskin API user would have."""
     return httpx.Client(base_url=server.url + "/hexoskin/api/v1", auth=HexoskinAuth(EMAIL, PASSWORD, PUBLIC, PRIVATE))
@@ -56,13 +68,7 @@ enabled = false
 type = "humanapi"
 base_url = "{server.url}/humanapi"
 token = "{HUB_TOKEN}"
-[uplinks.hexoskin]
-type = "hexoskin"
-base_url = "{server.url}/hexoskin"
-user = "{EMAIL}"
-password = "{PASSWORD}"
-api_key = "{PUBLIC}"
-api_secret = "{PRIVATE}"
+{hexoskin_uplink(server.url)}
 [[devices]]
 name = "shirt"
 driver = "hexoskin"
