@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 import threading
+import time
 
 from gateway.protocols import kardiamobile as proto
 
@@ -192,6 +193,67 @@ def _device_hexoskin(args: argparse.Namespace) -> int:
     return 0
 
 
+def _device_up(args: argparse.Namespace) -> int:
+    from datetime import datetime
+
+    from gateway.protocols import gatt
+    from simulators.devices.upband import ScheduledEvent, UpBandModel, band_services, parse_clock, run_band
+
+    if not args.ble:
+        print("wearable-sim: the UP band speaks BLE only: add --ble", file=sys.stderr)
+        return 2
+    if not _timing_ok(args):
+        return 2
+    try:
+        start = datetime.fromisoformat(args.start_time) if args.start_time else datetime.now().astimezone()
+        if start.tzinfo is None:
+            raise ValueError("--start-time needs a UTC offset, e.g. 2026-11-23T07:59:00+01:00")
+        tz_minutes = int(start.utcoffset().total_seconds() // 60)
+        events = []
+        for spec in args.event or []:
+            when, _, what = spec.partition("=")
+            title, _, note = what.partition(":")
+            if not title:
+                raise ValueError(f"--event is HH:MM=TITLE[:NOTE], not {spec!r}")
+            events.append(ScheduledEvent(parse_clock(when), title, note))
+        bp_at = tuple(parse_clock(x) for x in args.bp_at.split(",") if x) if args.bp_at else ()
+        model = UpBandModel(start.timestamp(), tz_minutes, bp_at, tuple(events), seed=args.seed,
+                            serial_number=args.serial_number)
+    except ValueError as exc:
+        print(f"wearable-sim: {exc}", file=sys.stderr)
+        return 2
+    from simulators.devices.ble_front import BlePort
+
+    name = args.ble_name or "UP3-" + args.serial_number[-4:]
+    try:
+        port = BlePort(gatt.uuid16(gatt.HEART_RATE_SERVICE), None, name, args.adapter,
+                       extra_services=band_services(model))
+    except Exception as exc:  # D-Bus and BlueZ errors alike
+        print(f"wearable-sim: cannot serve BLE on {args.adapter}: {exc}", file=sys.stderr)
+        return 2
+    print(f"PORT {port.path}", flush=True)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        if not args.no_wait:
+            print("waiting for a central to subscribe to the heart rate (--no-wait starts at once)",
+                  file=sys.stderr, flush=True)
+            if not port.wait_for_subscriber(gatt.uuid16(gatt.HEART_RATE_MEASUREMENT), stop):
+                return 130
+        print(f"up band {args.serial_number} as {name}: day from {start.isoformat()}, x{args.speed:g}",
+              file=sys.stderr, flush=True)
+        stats = run_band(model, port, args.duration or float("inf"), args.speed, stop)
+        time.sleep(0.5)  # let the last indications go out before the band leaves
+    finally:
+        port.close()
+    summary = {"device": "up", "serial_number": args.serial_number, "name": name, **stats.as_dict()}
+    print(json.dumps(summary) if args.json else
+          f"sent {stats.heart_rate_sent} heart rates ({stats.heart_rate_unheard} unheard), "
+          f"{stats.blood_pressure_sent} blood pressures, {stats.events_sent} events over {stats.seconds} s")
+    return 0
+
+
 def _save_truth(path: str, truth: dict[str, list]) -> None:
     """Every sample sent, per channel, with its HexoTimestamp: `<channel>` and `<channel>_ts` arrays in an .npz."""
     import numpy as np
@@ -327,6 +389,27 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--truth", metavar="PATH.npz",
                    help="save every sample sent with its HexoTimestamp, per channel (for exactness checks)")
     h.set_defaults(func=_device_hexoskin)
+
+    up = devices.add_parser("up", help="UP-class band: heart rate, blood pressure and cardiac events over BLE",
+                            description="Simulate an UP-class band (firmware_specs/upband.md) as a BLE peripheral: "
+                                        "a day of heart rate, blood pressure at set times, tagged cardiac events.")
+    ble = up.add_argument_group("BLE")
+    ble.add_argument("--ble", action="store_true", help="required: the band speaks BLE only")
+    ble.add_argument("--adapter", default="hci0", help="the Bluetooth adapter (default hci0)")
+    ble.add_argument("--ble-name", help="the advertised name (default UP3- and the serial's last four)")
+    ble.add_argument("--no-wait", action="store_true", help="start the day at once, not when a central subscribes")
+    timing = up.add_argument_group("timing")
+    timing.add_argument("--duration", type=float, help="seconds of the band's day to send (default: until stopped)")
+    timing.add_argument("--speed", type=float, default=1.0, help="times faster than real time (default 1)")
+    day = up.add_argument_group("the day")
+    day.add_argument("--start-time", help="the band's local time at start, ISO 8601 with offset (default: now)")
+    day.add_argument("--bp-at", default="08:00,20:00", help="blood-pressure times, HH:MM,... (default 08:00,20:00)")
+    day.add_argument("--event", action="append", metavar="HH:MM=TITLE[:NOTE]",
+                     help="a cardiac event the wearer tags (repeatable)")
+    day.add_argument("--seed", type=int)
+    up.add_argument("--serial-number", default="UP3-0000A1B2")
+    _add_output(up)
+    up.set_defaults(func=_device_up, fast=False)
 
     cloud = sub.add_parser("cloud", help="serve every cloud emulator",
                            description="Serve the vendor API emulators on one port, each under its prefix.")

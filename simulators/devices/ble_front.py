@@ -152,7 +152,7 @@ class BlePort(Port):
     """A GATT peripheral whose frames characteristic carries the bytes written to it (plus any
     further services the device offers, such as the standard Heart Rate Service)."""
 
-    def __init__(self, service_uuid: str, frames_uuid: str, name: str, adapter: str = "hci0",
+    def __init__(self, service_uuid: str, frames_uuid: str | None, name: str, adapter: str = "hci0",
                  mtu: int = DEFAULT_MTU, start_timeout: float = 15.0,
                  extra_services: tuple[ServiceSpec, ...] = ()) -> None:
         self.extra_services = extra_services
@@ -193,10 +193,11 @@ class BlePort(Port):
     async def _serve(self) -> None:
         bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
         adapter_path = f"/org/bluez/{self.adapter}"
-        service_path = f"{APP_PATH}/service0"
-        self._char = _Characteristic(self.frames_uuid, service_path, self._subscription)
-        bus.export(service_path, _Service(self.service_uuid))
-        bus.export(f"{service_path}/char0", self._char)
+        if self.frames_uuid:  # a device whose byte stream is its frames (a band has only standard services)
+            service_path = f"{APP_PATH}/service0"
+            self._char = _Characteristic(self.frames_uuid, service_path, self._subscription)
+            bus.export(service_path, _Service(self.service_uuid))
+            bus.export(f"{service_path}/char0", self._char)
         for i, spec in enumerate(self.extra_services, start=1):
             path = f"{APP_PATH}/service{i}"
             bus.export(path, _Service(spec.uuid))
@@ -251,6 +252,19 @@ class BlePort(Port):
                 await bus.call(Message(**PING))
                 if not bus.connected:
                     raise ConnectionError("the D-Bus connection to BlueZ is gone")
+
+    def wait_for_subscriber(self, uuid: str, stop: threading.Event | None = None, timeout: float | None = None) -> bool:
+        """Block until a central listens to this further characteristic; False if stopped or timed out."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.is_subscribed(uuid):
+            if (stop and stop.is_set()) or (deadline and time.monotonic() > deadline):
+                return False
+            time.sleep(0.02)
+        return True
+
+    def is_subscribed(self, uuid: str) -> bool:
+        """Whether a central listens to this further notify/indicate characteristic."""
+        return self._extra[uuid.lower()].subscribed
 
     def notify(self, uuid: str, value: bytes) -> bool:
         """Send a value on a further notify/indicate characteristic (from any thread); False if nobody listens."""
