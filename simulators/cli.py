@@ -317,10 +317,16 @@ def _add_port_and_timing(p: argparse.ArgumentParser) -> None:
                        help="be a BLE peripheral through BlueZ's D-Bus API instead of a serial device")
     where.add_argument("--adapter", default="hci0", help="with --ble: the Bluetooth adapter (default hci0)")
     where.add_argument("--ble-name", help="with --ble: the advertised name (default: the device's)")
-    timing = p.add_argument_group("timing")
-    timing.add_argument("--duration", type=float, help="seconds of signal to send (default: until interrupted)")
-    timing.add_argument("--speed", type=float, default=1.0, help="times faster than real time (default 1)")
+    timing = _add_timing(p, "seconds of signal to send (default: until interrupted)")
     timing.add_argument("--fast", action="store_true", help="as fast as the reader takes it")
+
+
+def _add_timing(p: argparse.ArgumentParser, duration_help: str):
+    """How much a simulator sends and how fast: --duration and --speed; the group, for more."""
+    timing = p.add_argument_group("timing")
+    timing.add_argument("--duration", type=float, help=duration_help)
+    timing.add_argument("--speed", type=float, default=1.0, help="times faster than real time (default 1)")
+    return timing
 
 
 def _add_output(p: argparse.ArgumentParser) -> None:
@@ -398,9 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
     ble.add_argument("--adapter", default="hci0", help="the Bluetooth adapter (default hci0)")
     ble.add_argument("--ble-name", help="the advertised name (default UP3- and the serial's last four)")
     ble.add_argument("--no-wait", action="store_true", help="start the day at once, not when a central subscribes")
-    timing = up.add_argument_group("timing")
-    timing.add_argument("--duration", type=float, help="seconds of the band's day to send (default: until stopped)")
-    timing.add_argument("--speed", type=float, default=1.0, help="times faster than real time (default 1)")
+    _add_timing(up, "seconds of the band's day to send (default: until stopped)")
     day = up.add_argument_group("the day")
     day.add_argument("--start-time", help="the band's local time at start, ISO 8601 with offset (default: now)")
     day.add_argument("--bp-at", default="08:00,20:00", help="blood-pressure times, HH:MM,... (default 08:00,20:00)")
