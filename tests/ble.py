@@ -55,3 +55,14 @@ def private_bluez(tmp_path: Path) -> Iterator[str]:
             zoo.kill()
         log.close()
         os.kill(int(pid), signal.SIGTERM)
+
+
+async def find_peripheral(address: str = PERIPHERAL_ADDRESS, tries: int = 20):
+    """The simulated peripheral as the gateway's adapter sees it (scanning until it advertises)."""
+    from bleak import BleakScanner
+
+    for _ in range(tries):
+        device = await BleakScanner.find_device_by_address(address, timeout=2, bluez={"adapter": CENTRAL_ADAPTER})
+        if device:
+            return device
+    raise AssertionError(f"{address} was not seen on {CENTRAL_ADAPTER}")

@@ -90,6 +90,14 @@ def recordings(kardia_url: str, patient: str) -> list[dict]:
     return asyncio.run(fetch_recordings(kardia_url, API_KEY, patient))
 
 
+async def read_all(transport, n_bytes: int, timeout: float = 30.0) -> None:
+    """Wait until the gateway's transport has read n_bytes (everything the simulator wrote that arrives)."""
+    deadline = time.monotonic() + timeout
+    while transport.counters["bytes"] < n_bytes:
+        assert time.monotonic() < deadline, f"the gateway read {transport.counters['bytes']} of {n_bytes} bytes"
+        await asyncio.sleep(0.02)
+
+
 def wait_for(predicate, timeout: float, what: str) -> None:
     """Poll until predicate() is true."""
     deadline = time.monotonic() + timeout

@@ -17,7 +17,8 @@ from gateway.config import load
 from gateway.daemon import Gateway
 from simulators.cloud.app import build_app
 from simulators.cloud.server import BackgroundServer
-from tests.ble import CENTRAL_ADAPTER, PERIPHERAL_ADAPTER, PERIPHERAL_ADDRESS, private_bluez
+from tests.ble import CENTRAL_ADAPTER, PERIPHERAL_ADAPTER, PERIPHERAL_ADDRESS, find_peripheral, private_bluez
+from tests.chain import read_all
 from tests.test_hexoskin_chain import api, hexoskin_uplink
 
 
@@ -56,10 +57,7 @@ recording_seconds = 10
             assert sim.returncode == 0, err
             summary = json.loads(out.splitlines()[-1])
             runner = gateway.devices[0]
-            deadline = time.monotonic() + 30
-            while runner.transport.counters["bytes"] < summary["bytes"]:
-                assert time.monotonic() < deadline, (dict(runner.transport.counters), summary["bytes"])
-                await asyncio.sleep(0.05)
+            await read_all(runner.transport, summary["bytes"])
             transport, counters = dict(runner.transport.counters), dict(runner.driver.counters)
         finally:
             await gateway.stop(drain_timeout=30)
@@ -104,10 +102,7 @@ async def kardia_over_ble(tmp_path, seed: int, speed: float | None, transport: s
             if during:
                 await during(runner, port)
             stats = await asyncio.to_thread(sim.join)
-            deadline = time.monotonic() + 30
-            while runner.transport.counters["bytes"] < stats.bytes - port.counters["dropped_bytes"]:
-                assert time.monotonic() < deadline, (dict(runner.transport.counters), stats.bytes)
-                await asyncio.sleep(0.05)
+            await read_all(runner.transport, stats.bytes - port.counters["dropped_bytes"])
             transport_counters, counters = dict(runner.transport.counters), dict(runner.driver.counters)
         finally:
             await gateway.stop(drain_timeout=30)
@@ -155,7 +150,7 @@ async def test_an_outage_that_loses_data_is_recorded_as_exactly_that_gap(tmp_pat
 async def test_the_shirt_also_offers_the_standard_heart_rate_device_information_and_battery(tmp_path, bluez):
     """Read through real bleak: Device Information strings, Battery Level, Body Sensor Location, and
     Heart Rate Measurements whose rate and RR intervals match the simulated heart."""
-    from bleak import BleakClient, BleakScanner
+    from bleak import BleakClient
 
     from gateway.protocols import gatt
 
@@ -166,13 +161,7 @@ async def test_the_shirt_also_offers_the_standard_heart_rate_device_information_
     u = gatt.uuid16
     measurements = []
     try:
-        device = None
-        for _ in range(20):
-            device = await BleakScanner.find_device_by_address(PERIPHERAL_ADDRESS, timeout=2,
-                                                               bluez={"adapter": CENTRAL_ADAPTER})
-            if device:
-                break
-        assert device is not None
+        device = await find_peripheral()
         async with BleakClient(device, bluez={"adapter": CENTRAL_ADAPTER}) as client:
             info = {k: gatt.decode_string(bytes(await client.read_gatt_char(u(k))), v)
                     for k, v in gatt.DEVICE_INFO_STRINGS.items() if k in (0x2A29, 0x2A24, 0x2A25, 0x2A26)}
@@ -266,10 +255,7 @@ recording_seconds = 10
             shirt_port.dropping.clear()
             stats = await asyncio.to_thread(kardia.join)
             await asyncio.to_thread(shirt.join, 120)
-            deadline = time.monotonic() + 30
-            while k_runner.transport.counters["bytes"] < stats.bytes:
-                assert time.monotonic() < deadline
-                await asyncio.sleep(0.05)
+            await read_all(k_runner.transport, stats.bytes)
             k_transport, s_transport = dict(k_runner.transport.counters), dict(s_runner.transport.counters)
             s_counters = dict(s_runner.driver.counters)
         finally:

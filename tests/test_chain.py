@@ -29,7 +29,8 @@ from simulators.cloud.app import Credentials, build_app
 from simulators.cloud.server import BackgroundServer
 from simulators.devices.faults import FaultInjector
 from simulators.reconcile import reconcile
-from tests.chain import API_KEY, HUB_TOKEN, config_toml, create_patient, recordings, start_simulator, wait_for
+from tests.chain import (API_KEY, HUB_TOKEN, config_toml, create_patient, read_all, recordings, start_simulator,
+                         wait_for)
 
 pytestmark = pytest.mark.slow
 
@@ -48,10 +49,7 @@ async def _run_in_process(tmp_path, sim, recording_seconds: float, hub: list | N
         runner = gateway.devices[0]
         sim.thread.start()
         stats = await asyncio.to_thread(sim.join)
-        deadline = time.monotonic() + 30
-        while runner.transport.counters["bytes"] < stats.bytes:  # every byte written has been read
-            assert time.monotonic() < deadline, "the gateway did not read everything the simulator wrote"
-            await asyncio.sleep(0.02)
+        await read_all(runner.transport, stats.bytes)  # every byte written has been read
         counters = dict(runner.driver.counters)
         await gateway.stop(drain_timeout=60)
         recs = await fetch_recordings(url, API_KEY, patient)

@@ -25,7 +25,7 @@ from gateway.daemon import Gateway
 from gateway.uplinks.hexoskin import HexoskinAuth
 from simulators.cloud.app import Credentials, build_app
 from simulators.cloud.server import BackgroundServer
-from tests.chain import HUB_TOKEN
+from tests.chain import HUB_TOKEN, read_all
 
 EMAIL, PASSWORD, PUBLIC, PRIVATE = "athlete@hexoskin.com", "hexoskin", "hexoskin-dev-public", "hexoskin-dev-private"
 TICKS = 256
@@ -82,10 +82,7 @@ recording_seconds = 30
     assert sim.returncode == 0, err
     summary = json.loads(out.splitlines()[-1])
     runner = gateway.devices[0]
-    deadline = time.monotonic() + 30
-    while runner.transport.counters["bytes"] < summary["bytes"]:
-        assert time.monotonic() < deadline, (runner.transport.counters, summary["bytes"])
-        await asyncio.sleep(0.05)
+    await read_all(runner.transport, summary["bytes"])
     counters = dict(runner.driver.counters)
     await gateway.stop(drain_timeout=30)
     for uplink in (gateway.uplinks[name] for name in uplinks):  # everything delivered, nothing refused

@@ -13,7 +13,7 @@ from datetime import datetime
 import pytest
 
 from gateway.protocols import gatt, upband
-from tests.ble import CENTRAL_ADAPTER, PERIPHERAL_ADDRESS, private_bluez
+from tests.ble import CENTRAL_ADAPTER, find_peripheral, private_bluez
 
 
 @pytest.fixture
@@ -24,7 +24,7 @@ def bluez(tmp_path, monkeypatch):
 
 
 async def test_a_morning_of_the_band_over_ble(bluez):
-    from bleak import BleakClient, BleakScanner
+    from bleak import BleakClient
 
     sim = subprocess.Popen([sys.executable, "-m", "simulators.cli", "device", "up", "--ble", "--start-time",
                             "2026-11-23T07:58:30+01:00", "--duration", "180", "--speed", "30", "--bp-at", "08:00",
@@ -33,13 +33,8 @@ async def test_a_morning_of_the_band_over_ble(bluez):
     u = gatt.uuid16
     heart, pressure, events = [], [], []
     try:
-        device = None
-        for _ in range(20):
-            device = await BleakScanner.find_device_by_address(PERIPHERAL_ADDRESS, timeout=2,
-                                                               bluez={"adapter": CENTRAL_ADAPTER})
-            if device:
-                break
-        assert device is not None and device.name == "UP3-A1B2"
+        device = await find_peripheral()
+        assert device.name == "UP3-A1B2"
         async with BleakClient(device, bluez={"adapter": CENTRAL_ADAPTER}) as client:
             model = gatt.decode_string(bytes(await client.read_gatt_char(u(0x2A24))), "model")
             battery = gatt.decode_battery_level(bytes(await client.read_gatt_char(u(gatt.BATTERY_LEVEL))))
