@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -102,6 +103,7 @@ class Computer:
             self._cache[dataid] = self._read(dataid)
         return self._cache[dataid]
 
+    @cached_property
     def _ecg_peaks(self) -> tuple[np.ndarray, np.ndarray | None]:
         _, ecg = self.series(hx.ECG_I)
         if len(ecg) < 10 * 256:
@@ -109,17 +111,19 @@ class Computer:
         filtered = quality.band_passed(ecg.astype(float), 256)
         return qrs.r_peaks(ecg.astype(float), 256, filtered), filtered
 
+    @cached_property
     def heart_rates(self) -> np.ndarray:
-        """Per-second heart rates: uploaded (19) or derived from ECG I."""
+        """Per-second heart rates: uploaded (19) or derived from ECG I (once per report)."""
         _, hr = self.series(hx.HEART_RATE)
         if len(hr):
             return hr.astype(float)
-        peaks, _ = self._ecg_peaks()
+        peaks, _ = self._ecg_peaks
         rates = heart_rate.heart_rate_per_second(peaks, 256, len(self.series(hx.ECG_I)[1]))
         return np.rint(rates[np.isfinite(rates)])
 
+    @cached_property
     def breathing_rates(self) -> np.ndarray:
-        """Per-second breathing rates: uploaded (33) or derived from the thoracic band."""
+        """Per-second breathing rates: uploaded (33) or derived from the thoracic band (once per report)."""
         _, br = self.series(hx.BREATHING_RATE)
         if len(br):
             return br.astype(float)
@@ -131,11 +135,16 @@ class Computer:
     def _accel(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return tuple(self.series(d)[1] for d in (hx.ACCEL_X, hx.ACCEL_Y, hx.ACCEL_Z))  # type: ignore[return-value]
 
+    @cached_property
+    def activity(self) -> np.ndarray:
+        """Per-second activity (g), once per report."""
+        return activity_per_second(*self._accel(), 64)
+
     def hrv_lf_norm(self) -> float:
         """LF in normalised units when the document's conditions hold, else -1."""
         if self.activity_type not in HRV_ACTIVITY_TYPES:
             return NOT_COMPUTED
-        peaks, filtered = self._ecg_peaks()
+        peaks, filtered = self._ecg_peaks
         if len(peaks) <= HRV_MIN_BEATS or filtered is None:
             return NOT_COMPUTED
         if quality.beat_quality(filtered, peaks, 256).clean.mean() < CLEAN_SHARE:
@@ -146,16 +155,16 @@ class Computer:
     def value(self, metric_id: int) -> Any:
         """One metric's value (-1 when it cannot be computed); the histogram's (edges, counts)."""
         if metric_id in (44, 46, 47, 12, 14, 15):
-            rates = self.heart_rates() if metric_id >= 44 else self.breathing_rates()
+            rates = self.heart_rates if metric_id >= 44 else self.breathing_rates
             if len(rates) == 0:
                 return NOT_COMPUTED
             fn = {44: np.mean, 46: np.min, 47: np.max, 12: np.mean, 14: np.min, 15: np.max}[metric_id]
             return round(float(fn(rates)), 2)
         if metric_id == 45:
-            counts, _ = np.histogram(self.heart_rates(), bins=HISTOGRAM_EDGES)
+            counts, _ = np.histogram(self.heart_rates, bins=HISTOGRAM_EDGES)
             return counts.astype(int).tolist()
         if metric_id in (1, 3, 4):
-            act = activity_per_second(*self._accel(), 64)
+            act = self.activity
             if len(act) == 0:
                 return NOT_COMPUTED
             return round(float({1: np.mean, 3: np.min, 4: np.max}[metric_id](act)), 4)
