@@ -43,7 +43,6 @@ BATTERY_UNKNOWN = 255
 # BLE (firmware_specs/hexoskin.md, "Over BLE"): the same frames as notifications of one characteristic.
 BLE_SERVICE_UUID = "d21a0001-6c96-4c11-9176-1974910f160b"
 BLE_FRAMES_UUID = "d21a0002-6c96-4c11-9176-1974910f160b"
-BLE_MIN_FLUSH_S = 0.125  # the device sends a partly filled notification at least this often
 
 
 @dataclass(frozen=True, slots=True)

@@ -54,7 +54,7 @@ DEFAULT_USERS = ["athlete@hexoskin.com:hexoskin:Athlete Hexoskin", "coach@hexosk
 DEFAULT_COACHING = ["coach@hexoskin.com>athlete@hexoskin.com"]
 DEFAULT_KEYS = ["hexoskin-dev-public:hexoskin-dev-private"]
 ECG_DATATYPES = (hx.ECG_I, hx.ECG_II, hx.ECG_III)
-CACHED = ("data", "ecg", "report")
+CACHED = ("data", "ecg", "report")  # computed from stored data; their GET answers are cached
 CACHE_ENTRIES = 64
 CACHE_MAX_BYTES = 8 * 1024 * 1024  # a larger answer is rebuilt each time rather than held
 
@@ -151,7 +151,7 @@ class HexoskinEmulator:
         name = request.path_params["resource"]
         oid_text = request.path_params.get("oid")
         method = "GET" if request.method == "HEAD" else request.method
-        if name in ("data", "ecg", "report"):
+        if name in CACHED:  # the computed resources: no stored objects, answers cached
             if oid_text is not None:
                 raise ApiError(404, f"{name} has no detail view")
             tp.check_method("list", method, ("GET", "POST") if name == "data" else ("GET",))

@@ -116,7 +116,6 @@ RESOURCES: dict[str, Resource] = {r.name: r for r in (
               "course": Writable("float"), "horizontal_accuracy": Writable("float"),
               "vertical_accuracy": Writable("float")}),
 )}
-OWNED_BY_USER = ("record", "range", "annotation", "track", "trackpoint", "profile")
 
 ACTIVITY_TYPES = [{"id": 1, "name": "Other"}, {"id": 2, "name": "Running"}, {"id": 3, "name": "Walking"},
                   {"id": 8, "name": "Resting"}, {"id": 12, "name": "Sleep"}]
