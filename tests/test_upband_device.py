@@ -40,6 +40,8 @@ async def test_a_morning_of_the_band_over_ble(bluez):
             battery = gatt.decode_battery_level(bytes(await client.read_gatt_char(u(gatt.BATTERY_LEVEL))))
             location = bytes(await client.read_gatt_char(u(gatt.BODY_SENSOR_LOCATION)))
             feature = bytes(await client.read_gatt_char(u(gatt.BLOOD_PRESSURE_FEATURE)))
+            offset = gatt.decode_local_time_information(
+                bytes(await client.read_gatt_char(u(gatt.LOCAL_TIME_INFORMATION))))
             await client.start_notify(u(gatt.BLOOD_PRESSURE_MEASUREMENT),
                                       lambda _, d: pressure.append(gatt.decode_blood_pressure(bytes(d))))
             await client.start_notify(upband.EVENT_UUID, lambda _, d: events.append(upband.decode_event(bytes(d))))
@@ -51,7 +53,7 @@ async def test_a_morning_of_the_band_over_ble(bluez):
             sim.kill()
     assert sim.returncode == 0, err
     summary = json.loads(out.splitlines()[-1])
-    assert (model, battery, location, feature) == ("UP-class band", 77, b"\x02", b"\x04\x00")
+    assert (model, battery, location, feature, offset) == ("UP-class band", 77, b"\x02", b"\x04\x00", 60)
     assert summary["heart_rate_sent"] == len(heart) == 180 and summary["heart_rate_unheard"] == 0
     # At rest (66 bpm) until 08:00, then a walk (102 bpm) approached with a 60 s time constant.
     assert all(abs(m.heart_rate - 66) <= 1 for m in heart[:80])
@@ -61,5 +63,8 @@ async def test_a_morning_of_the_band_over_ble(bluez):
     (bp,) = pressure
     assert bp.time_stamp == datetime(2026, 11, 23, 8, 0, 0) and bp.user_id == 1 and not bp.kpa
     assert 105 <= bp.systolic <= 140 and 65 <= bp.diastolic <= 95 and abs(bp.pulse_rate - 66) <= 2
-    assert events == [upband.CardiacEvent(int(datetime.fromisoformat("2026-11-23T08:01:00+01:00").timestamp()), 60,
-                                          "Palpitations", "a flutter after coffee")]
+    (event,) = events  # tagged 150 s into the day, a minute into the walk: the rate then
+    tagged = int(datetime.fromisoformat("2026-11-23T08:01:00+01:00").timestamp())
+    assert event == upband.CardiacEvent(tagged, 60, "Palpitations", "a flutter after coffee", event.heart_rate)
+    assert event.heart_rate == heart[149].heart_rate
+    assert summary["blood_pressure_sent"] == summary["events_sent"] == 1

@@ -39,8 +39,12 @@ def bpm(sys_: int, dia: int, map_: int, map_exp: int, when: tuple | None, pulse:
     return out
 
 
-def event(t: int, tz: int, title: str, note: str = "") -> bytes:
-    return struct.pack("<IhB", t, tz, len(title.encode())) + title.encode() + note.encode()
+def event(t: int, tz: int, title: str, note: str = "", hr: int = 0) -> bytes:
+    return struct.pack("<IhBB", t, tz, hr, len(title.encode())) + title.encode() + note.encode()
+
+
+def local_time(tz_quarters: int, dst: int) -> bytes:
+    return struct.pack("<bB", tz_quarters, dst)
 
 
 def build() -> dict:
@@ -66,11 +70,21 @@ def build() -> dict:
                      "time_stamp": "2026-11-23T20:00:00", "pulse_rate": 91.0, "user_id": 1, "status": 4},
          "note": "status bit 2: irregular pulse detected"},
         {"name": "event_palpitations", "uuid": "3bb00002-e49d-4798-87cd-24b825c1db98",
-         "hex": event(t0, 60, "Palpitations", "a flutter after coffee").hex(),
-         "meaning": {"time": t0, "tz_minutes": 60, "title": "Palpitations", "note": "a flutter after coffee"}},
+         "hex": event(t0, 60, "Palpitations", "a flutter after coffee", 97).hex(),
+         "meaning": {"time": t0, "tz_minutes": 60, "title": "Palpitations", "note": "a flutter after coffee",
+                     "heart_rate": 97}},
         {"name": "event_no_note", "uuid": "3bb00002-e49d-4798-87cd-24b825c1db98",
          "hex": event(t0 + 3600, -300, "Dizzy").hex(),
-         "meaning": {"time": t0 + 3600, "tz_minutes": -300, "title": "Dizzy", "note": ""}},
+         "meaning": {"time": t0 + 3600, "tz_minutes": -300, "title": "Dizzy", "note": "", "heart_rate": 0},
+         "note": "heart rate 0: the band did not measure it"},
+        {"name": "local_time_berlin_winter", "uuid": "2a0f", "hex": local_time(4, 0).hex(),
+         "meaning": {"utc_offset_minutes": 60}, "note": "time zone 4 x 15 min, standard time"},
+        {"name": "local_time_new_york_summer", "uuid": "2a0f", "hex": local_time(-20, 4).hex(),
+         "meaning": {"utc_offset_minutes": -240}, "note": "-5 h standard time plus one hour of DST"},
+        {"name": "local_time_india", "uuid": "2a0f", "hex": local_time(22, 0).hex(),
+         "meaning": {"utc_offset_minutes": 330}, "note": "+5:30"},
+        {"name": "local_time_unknown", "uuid": "2a0f", "hex": local_time(-128, 0).hex(),
+         "meaning": {"utc_offset_minutes": None}, "note": "-128: the device does not know its time zone"},
         {"name": "battery", "uuid": "2a19", "hex": "4d", "meaning": {"battery_level": 77}},
         {"name": "body_sensor_location", "uuid": "2a38", "hex": "02", "meaning": {"location": "wrist"}},
         {"name": "bp_feature", "uuid": "2a49", "hex": struct.pack("<H", 0x0004).hex(),
@@ -80,11 +94,14 @@ def build() -> dict:
         {"name": "event_tz_out_of_range", "uuid": "3bb00002-e49d-4798-87cd-24b825c1db98",
          "hex": event(t0, 900, "x").hex(), "reason": "UTC offset"},
         {"name": "event_empty_title", "uuid": "3bb00002-e49d-4798-87cd-24b825c1db98",
-         "hex": struct.pack("<IhB", t0, 0, 0).hex() + "00", "reason": "title length"},
+         "hex": struct.pack("<IhBB", t0, 0, 70, 0).hex() + "00", "reason": "title length"},
         {"name": "event_title_past_end", "uuid": "3bb00002-e49d-4798-87cd-24b825c1db98",
-         "hex": struct.pack("<IhB", t0, 0, 9).hex() + b"abc".hex(), "reason": "title length"},
+         "hex": struct.pack("<IhBB", t0, 0, 70, 9).hex() + b"abc".hex(), "reason": "title length"},
         {"name": "event_not_utf8", "uuid": "3bb00002-e49d-4798-87cd-24b825c1db98",
-         "hex": struct.pack("<IhB", t0, 0, 2).hex() + "fffe", "reason": "UTF-8"},
+         "hex": struct.pack("<IhBB", t0, 0, 70, 2).hex() + "fffe", "reason": "UTF-8"},
+        {"name": "local_time_zone_out_of_range", "uuid": "2a0f", "hex": local_time(57, 0).hex(),
+         "reason": "time zone"},
+        {"name": "local_time_reserved_dst", "uuid": "2a0f", "hex": local_time(4, 1).hex(), "reason": "DST"},
         {"name": "hrm_odd_rr", "uuid": "2a37", "hex": (hrm(62, [991]) + b"\x01").hex(), "reason": "odd length"},
         {"name": "bpm_cut", "uuid": "2a35", "hex": bpm(121, 79, 930, -1, (2026, 11, 23, 8, 0, 0), None, None,
                                                       None)[:10].hex(), "reason": "cut short"},

@@ -12,6 +12,9 @@ From the Bluetooth SIG's service specifications and the GATT Specification Suppl
   mantissa x 10^exponent, with the reserved mantissas NaN 0x07FF, NRes 0x0800, +INFINITY
   0x07FE, -INFINITY 0x0802 and reserved 0x0801.
 - Battery Level (0x2A19, Battery Service 0x180F): uint8 percent, 0-100.
+- Local Time Information (0x2A0F, Current Time Service 0x1805): time zone as sint8 in 15-minute
+  steps from UTC (-48..+56, -128 unknown) and DST offset as uint8 (0 standard time, 2 half an
+  hour, 4 one hour, 8 two hours, 255 unknown).
 - Device Information (0x180A): UTF-8 strings (manufacturer 0x2A29, model 0x2A24, serial 0x2A25,
   firmware revision 0x2A26, hardware 0x2A27, software 0x2A28).
 Every decoder raises GattError, naming the field, on a value it cannot be.
@@ -33,6 +36,9 @@ def uuid16(short: int) -> str:
 HEART_RATE_SERVICE, HEART_RATE_MEASUREMENT, BODY_SENSOR_LOCATION = 0x180D, 0x2A37, 0x2A38
 BLOOD_PRESSURE_SERVICE, BLOOD_PRESSURE_MEASUREMENT, BLOOD_PRESSURE_FEATURE = 0x1810, 0x2A35, 0x2A49
 BATTERY_SERVICE, BATTERY_LEVEL = 0x180F, 0x2A19
+CURRENT_TIME_SERVICE, LOCAL_TIME_INFORMATION = 0x1805, 0x2A0F
+DST_OFFSETS = {0: 0, 2: 30, 4: 60, 8: 120}  # DST Offset value -> minutes
+TZ_UNKNOWN, DST_UNKNOWN = -128, 255
 DEVICE_INFORMATION = 0x180A
 DEVICE_INFO_STRINGS = {0x2A29: "manufacturer", 0x2A24: "model", 0x2A25: "serial_number",
                        0x2A26: "firmware_revision", 0x2A27: "hardware_revision", 0x2A28: "software_revision"}
@@ -234,3 +240,30 @@ def decode_string(data: bytes, name: str) -> str:
         return data.rstrip(b"\0").decode("utf-8")
     except UnicodeDecodeError:
         raise GattError(f"{name}: not UTF-8") from None
+
+
+# Local time -------------------------------------------------------------------------------
+
+def encode_local_time_information(utc_offset_minutes: int | None, dst_minutes: int | None = 0) -> bytes:
+    """Local Time Information for an offset (standard time, in 15-minute steps) and a DST shift."""
+    tz = TZ_UNKNOWN if utc_offset_minutes is None else utc_offset_minutes // 15
+    if utc_offset_minutes is not None and (utc_offset_minutes % 15 or not -48 <= tz <= 56):
+        raise GattError("local time: the time zone is a multiple of 15 minutes, -12:00..+14:00")
+    dst = DST_UNKNOWN if dst_minutes is None else {v: k for k, v in DST_OFFSETS.items()}.get(dst_minutes)
+    if dst is None:
+        raise GattError("local time: the DST offset is 0, 30, 60 or 120 minutes")
+    return struct.pack("<bB", tz, dst)
+
+
+def decode_local_time_information(data: bytes) -> int | None:
+    """The local UTC offset in minutes (time zone plus DST), or None when the device does not know it."""
+    if len(data) != 2:
+        raise GattError("local time information: two bytes")
+    tz, dst = struct.unpack("<bB", data)
+    if tz == TZ_UNKNOWN or dst == DST_UNKNOWN:
+        return None
+    if not -48 <= tz <= 56:
+        raise GattError(f"local time information: time zone {tz} x 15 min is outside -48..56")
+    if dst not in DST_OFFSETS:
+        raise GattError(f"local time information: DST offset {dst} is reserved")
+    return tz * 15 + DST_OFFSETS[dst]

@@ -63,6 +63,7 @@ class _Characteristic(ServiceInterface):
         self._value = value
         self._on_subscribe = on_subscribe or (lambda on: None)
         self.subscribed = False
+        self.confirmed = threading.Event()  # set by BlueZ's Confirm of an indication
 
     @dbus_property(access=PropertyAccess.READ)
     def UUID(self) -> "s":  # noqa: F821, N802
@@ -95,8 +96,8 @@ class _Characteristic(ServiceInterface):
         self._on_subscribe(False)
 
     @method()
-    def Confirm(self):  # noqa: N802 (BlueZ acknowledges a delivered value; nothing to do)
-        pass
+    def Confirm(self):  # noqa: N802 (BlueZ: the central confirmed the indication)
+        self.confirmed.set()
 
     def notify(self, data: bytes) -> None:
         """Send one notification (BlueZ turns the Value change into an ATT notification)."""
@@ -273,6 +274,19 @@ class BlePort(Port):
             return False
         self._loop.call_soon_threadsafe(char.notify, value)
         return True
+
+    def indicate(self, uuid: str, value: bytes, timeout: float = 2.0) -> bool:
+        """Indicate a value and wait for the central's confirmation; False if nobody listens or none came."""
+        char = self._extra[uuid.lower()]
+        if not char.subscribed:
+            return False
+        char.confirmed.clear()
+        self._loop.call_soon_threadsafe(char.notify, value)
+        if char.confirmed.wait(timeout):
+            self.counters["confirmed"] = self.counters.get("confirmed", 0) + 1
+            return True
+        self.counters["unconfirmed"] = self.counters.get("unconfirmed", 0) + 1
+        return False
 
     # The Port interface, called from the simulator's thread ---------------------------------
 

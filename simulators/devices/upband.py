@@ -120,7 +120,8 @@ class UpBandModel:
             for hour in self.bp_at:
                 if crossed(hour):
                     second.blood_pressure = self._blood_pressure(round(at(hour)), self.rate)
-            second.events = [upband.CardiacEvent(round(at(e.hour)), self.tz_minutes, e.title, e.note)
+            second.events = [upband.CardiacEvent(round(at(e.hour)), self.tz_minutes, e.title, e.note,
+                                                 int(round(self.rate)))
                              for e in self.events if crossed(e.hour)]
             yield second
             k += 1
@@ -146,7 +147,7 @@ def run_band(model: UpBandModel, port, duration: float, speed: float, stop: thre
     """Serve `duration` seconds of the band's day on a BLE port, paced at `speed` times real time.
 
     Heart rate goes out only while subscribed; measurements and events wait on the band until a
-    central listens to them, then go out oldest first."""
+    central has confirmed their indication, then go out oldest first."""
     u = gatt.uuid16
     stats, pending_bp, pending_ev = BandStats(), [], []
     begin = time.monotonic()
@@ -164,11 +165,11 @@ def run_band(model: UpBandModel, port, duration: float, speed: float, stop: thre
         if second.blood_pressure:
             pending_bp.append(second.blood_pressure)
         pending_ev += second.events
-        while pending_bp and port.notify(u(gatt.BLOOD_PRESSURE_MEASUREMENT),
-                                         gatt.encode_blood_pressure(pending_bp[0])):
+        while pending_bp and port.indicate(u(gatt.BLOOD_PRESSURE_MEASUREMENT),
+                                           gatt.encode_blood_pressure(pending_bp[0])):
             pending_bp.pop(0)
             stats.blood_pressure_sent += 1
-        while pending_ev and port.notify(upband.EVENT_UUID, upband.encode_event(pending_ev[0])):
+        while pending_ev and port.indicate(upband.EVENT_UUID, upband.encode_event(pending_ev[0])):
             pending_ev.pop(0)
             stats.events_sent += 1
         if on_second:
@@ -195,4 +196,6 @@ def band_services(model: UpBandModel):
                                                       for k, v in info.items())),
         ServiceSpec(u(gatt.BATTERY_SERVICE), (CharacteristicSpec(u(gatt.BATTERY_LEVEL), ("read",),
                                                                  bytes([model.battery_percent])),)),
+        ServiceSpec(u(gatt.CURRENT_TIME_SERVICE), (CharacteristicSpec(
+            u(gatt.LOCAL_TIME_INFORMATION), ("read",), gatt.encode_local_time_information(model.tz_minutes)),)),
     )
