@@ -34,13 +34,24 @@
     api_key = "PUBLIC-KEY"            # the public half, sent with every request
     api_secret_env = "HEXOSKIN_API_SECRET"   # the private half, only used to sign
 
+    [uplinks.up]                      # UP cardiac events (an UP-class band's heart rate, pressures, events)
+    type = "up"
+    base_url = "https://jawbone.com"
+    token_env = "UP_TOKEN"            # the OAuth Bearer token; or token = "..."
+
     [[devices]]
     name = "kardia-1"
     driver = "kardiamobile"
     transport = "serial:///dev/ttyACM0?baudrate=115200"
     uplinks = ["kardia", "hub"]
     patient_id = "wNSEDeLOEPQE5rznkJmwbnjpxfdst93i"
-    recording_seconds = 30
+    recording_seconds = 30            # seconds per package (30 by default; a band's heart rate: 60)
+
+    [[devices]]
+    name = "band-1"
+    driver = "upband"
+    transport = "ble://any?service=0000180d-0000-1000-8000-00805f9b34fb&adapter=hci0"
+    uplinks = ["up", "hub"]
 """
 
 from __future__ import annotations
@@ -60,9 +71,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from gateway import drivers
 from gateway.transports import AddressError, parse_address
 
-UPLINK_TYPES = ("kardia", "humanapi", "hexoskin")
+UPLINK_TYPES = ("kardia", "humanapi", "hexoskin", "up")
 # The credential each uplink type takes: given literally or as <name>_env.
-CREDENTIAL = {"kardia": "api_key", "humanapi": "token", "hexoskin": "password"}
+CREDENTIAL = {"kardia": "api_key", "humanapi": "token", "hexoskin": "password", "up": "token"}
+# The built-in drivers whose data a vendor's uplink takes (the hub takes every device's).
+VENDOR_DRIVERS = {"kardia": ("kardiamobile",), "hexoskin": ("hexoskin",), "up": ("upband",)}
+BUILTIN_DRIVERS = ("kardiamobile", "hexoskin", "upband")
+DEFAULT_RECORDING_SECONDS = {"upband": 60.0}  # else 30
 # Further settings an uplink type needs: plain ones, then secrets (literal or <name>_env).
 EXTRA = {"hexoskin": (("user", "api_key"), ("api_secret",))}
 SYNC_MODES = ("full", "normal")
@@ -114,7 +129,7 @@ class UplinkConfig:
     name: str
     type: str
     base_url: str
-    credential: str = field(repr=False, default="")  # the API key (kardia), token (humanapi) or password (hexoskin)
+    credential: str = field(repr=False, default="")  # API key (kardia), token (humanapi, up), password (hexoskin)
     timeout: float = 30.0
     extra: dict[str, str] = field(repr=False, default_factory=dict)  # hexoskin: user, api_key, api_secret
 
@@ -315,11 +330,17 @@ def parse(data: Mapping[str, Any], base_dir: Path, env: Mapping[str, str] | None
         for u in ups:
             if u not in uplinks:
                 c.err(f"{path}.uplinks", f"no uplink named {u!r} (defined: {', '.join(sorted(uplinks)) or 'none'})")
+                continue
+            takes = VENDOR_DRIVERS.get(uplinks[u].type)
+            if takes and driver in BUILTIN_DRIVERS and driver not in takes:
+                c.err(f"{path}.uplinks", f"uplink {u!r} ({uplinks[u].type}) takes {' or '.join(takes)} devices,"
+                                         f" not {driver}")
         patient = c.string(dev, "patient_id", path, required=False)
         if patient is None and any(uplinks.get(u) and uplinks[u].type == "kardia" for u in ups):
             c.err(f"{path}.patient_id", "required: Kardia recordings belong to a Kardia Pro patient")
         devices.append(DeviceConfig(name, driver or "", transport or "", list(ups), patient,
-                                    c.number(dev, "recording_seconds", path, 30.0, 1.0, 300.0)))
+                                    c.number(dev, "recording_seconds", path,
+                                             DEFAULT_RECORDING_SECONDS.get(driver or "", 30.0), 1.0, 300.0)))
 
     if c.errors:
         raise ConfigError(source, c.errors)

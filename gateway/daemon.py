@@ -20,8 +20,9 @@ from gateway.logs import RecentErrors
 from gateway.metrics import GatewayMetrics
 from gateway.packagers.base import Packager
 from gateway.packagers.hexoskin import HexoskinDataPackager
-from gateway.packagers.humanapi import HubEcgPackager
+from gateway.packagers.humanapi import HubEcgPackager, HubVitalsPackager
 from gateway.packagers.kardia import KardiaRecordingPackager
+from gateway.packagers.up import UpCardiacEventPackager
 from gateway.pipeline import DevicePipeline
 from gateway.spool import AsyncSpool
 from gateway.status.server import StatusServer
@@ -31,6 +32,7 @@ from gateway.uplinks.base import Uplink
 from gateway.uplinks.hexoskin import HexoskinUplink
 from gateway.uplinks.humanapi import HumanApiUplink
 from gateway.uplinks.kardia import KardiaUplink
+from gateway.uplinks.up import UpUplink
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,8 @@ def build_uplink(cfg: UplinkConfig) -> Uplink:
         return KardiaUplink(cfg.name, cfg.base_url, cfg.credential, timeout=cfg.timeout)
     if cfg.type == "humanapi":
         return HumanApiUplink(cfg.name, cfg.base_url, cfg.credential, timeout=cfg.timeout)
+    if cfg.type == "up":
+        return UpUplink(cfg.name, cfg.base_url, cfg.credential, timeout=cfg.timeout)
     if cfg.type == "hexoskin":
         return HexoskinUplink(cfg.name, cfg.base_url, cfg.extra["user"], cfg.credential, cfg.extra["api_key"],
                               cfg.extra["api_secret"], timeout=cfg.timeout)
@@ -57,8 +61,11 @@ def build_packagers(device: DeviceConfig, config: Config) -> list[Packager]:
         if up.type == "kardia":
             assert device.patient_id  # config validation guarantees it
             out.append(KardiaRecordingPackager(name, device.patient_id, device.recording_seconds, config.timezone))
-        elif up.type == "humanapi":
+        elif up.type == "humanapi":  # each takes its own channels: lead I, heart rate
             out.append(HubEcgPackager(name, device.recording_seconds, config.timezone))
+            out.append(HubVitalsPackager(name, device.recording_seconds, config.timezone))
+        elif up.type == "up":
+            out.append(UpCardiacEventPackager(name, device.recording_seconds, config.timezone))
         elif up.type == "hexoskin":
             out.append(HexoskinDataPackager(name, device.recording_seconds, config.timezone))
     return out
@@ -118,8 +125,10 @@ class Gateway:
             pipeline = DevicePipeline(dev.name, build_packagers(dev, cfg), self.spool, cfg.spool.journal_interval)
             pipeline.on_durable = self.metrics.durable.labels(dev.name).observe
             driver_cls = drivers.load(dev.driver)
-            self.devices.append(DeviceRunner(dev, open_transport(dev.transport, driver_cls.ble_notify), driver_cls(),
-                                             pipeline))
+            driver = driver_cls()
+            driver.local_zone = cfg.timezone
+            transport = open_transport(dev.transport, driver_cls.ble_notify, driver_cls.ble_read)
+            self.devices.append(DeviceRunner(dev, transport, driver, pipeline))
         logging.getLogger().addHandler(self.errors)
         if cfg.status.enabled:  # first: a taken port should stop the start before any device is read
             self.status_server = StatusServer(self, cfg.status.host, cfg.status.port, cfg.status.password)

@@ -8,6 +8,9 @@ Invariants, in the order the code keeps them:
 - A package never spans a gap: at a gap every packager's partial window is cut first.
 - After a restart a session resumes at its durable end: a later first sample is a recorded
   gap, an earlier one is a duplicate and is dropped, never packaged twice.
+- A discrete reading (blood pressure, cardiac event) is packaged for every uplink that takes
+  it and committed in the same call that received it; its key is the reading's own, so a
+  repeat is spooled once while pending and is a replay at the receiver after.
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gateway.core.blocks import DeviceInfo, DriverEvent, Gap, SampleBlock, StreamId, info_from_json, info_to_json
+from gateway.core.blocks import (DeviceInfo, DriverEvent, Gap, Reading, SampleBlock, StreamId, info_from_json,
+                                 info_to_json)
 from gateway.core.clock import StreamClock
 from gateway.core.ring import RingBuffer, RingOverflow
 from gateway.packagers.base import Packager
@@ -89,6 +93,8 @@ class DevicePipeline:
                 await self._on_gap(ev.stream, ev.start, ev.missing, batch)
             elif isinstance(ev, DeviceInfo):
                 await self._on_info(ev, batch)
+            elif isinstance(ev, Reading):
+                self._on_reading(ev, batch)
         if batch or self._journal_due(time.monotonic()):
             await self._commit(batch)
 
@@ -124,7 +130,9 @@ class DevicePipeline:
                 w = p.window(info, sid.channel)
                 while c < first + len(samples):
                     e = min(c + w, first + len(samples))
-                    batch.packages.append(p.package(info, sid, c, samples[c - first:e - first], t0 + (c - first) / fs))
+                    pkg = p.package(info, sid, c, samples[c - first:e - first], t0 + (c - first) / fs)
+                    if pkg is not None:
+                        batch.packages.append(pkg)
                     c = e
                 cursors[p.uplink] = c
             end = max(end, first + len(samples))
@@ -216,6 +224,15 @@ class DevicePipeline:
             st.unjournaled_since = time.monotonic()
         self._dirty.add(st.id)
 
+    def _on_reading(self, reading: Reading, batch: _Batch) -> None:
+        packages = [pkg for p in self.packagers if (pkg := p.reading(reading)) is not None]
+        batch.packages += packages
+        self.counters["readings"] += 1
+        if not packages:
+            self.counters["unused_readings"] += 1
+            log.warning("device %s: no configured uplink takes %s readings; %s dropped", self.device,
+                        reading.kind, reading.key)
+
     async def _on_gap(self, sid: StreamId, start: int, missing: int, batch: _Batch) -> None:
         st = self.streams.get(sid)
         batch.gaps.append(GapRow(self.device, sid.key, start, missing))
@@ -238,7 +255,11 @@ class DevicePipeline:
             c = st.cursors[p.uplink]
             while st.ring.end - c >= w or (final and st.ring.end > c):
                 e = min(c + w, st.ring.end)
-                batch.packages.append(p.package(st.info, st.id, c, st.ring.read(c, e), st.clock.time_of(c)))
+                pkg = p.package(st.info, st.id, c, st.ring.read(c, e), st.clock.time_of(c))
+                if pkg is not None:
+                    batch.packages.append(pkg)
+                else:
+                    self.counters["empty_windows"] += 1
                 c = e
             st.cursors[p.uplink] = c
         self._dirty.add(st.id)

@@ -98,7 +98,7 @@ def test_every_problem_is_reported_at_once_with_its_path(tmp_path):
         "uplinks.kardia.api_key_env: environment variable UNSET_VARIABLE is not set",
         "uplinks.other.type: missing",
         "uplinks.other.api_key: give api_key or api_key_env, not both",
-        "devices[0].driver: unknown driver 'nosuchdriver' (installed: hexoskin, kardiamobile)",
+        "devices[0].driver: unknown driver 'nosuchdriver' (installed: hexoskin, kardiamobile, upband)",
         "devices[0].transport: unknown transport scheme 'bluetooth'",
         "devices[0].uplinks: no uplink named 'missing'",
         "devices[0].patient_id: required",

@@ -1,4 +1,4 @@
-"""What drivers hand to the core: device info, blocks of samples, and gaps.
+"""What drivers hand to the core: device info, blocks of samples, gaps, and discrete readings.
 
 Every stream is named by a `StreamId`: the device, the device's session (a power-up), and the
 channel. Sample positions are the device's own running counter, unwrapped to a Python int, so
@@ -11,6 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+
+HEART_RATE_CHANNEL = "heart_rate"  # a 1 Hz stream of bpm (0: no reading), from a device that measures it
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +86,25 @@ class Gap:
     missing: int
 
 
-DriverEvent = DeviceInfo | SampleBlock | Gap
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One discrete measurement or event of a device (a blood pressure, a tagged cardiac event).
+
+    `key` names it for ever: a device that repeats an unconfirmed reading repeats its key, so
+    the spool and the receivers keep it once.
+    """
+
+    device: str
+    model: str
+    kind: str  # "blood_pressure" or "cardiac_event"
+    time: float  # Unix seconds when it was measured (the device's clock)
+    key: str
+    fields: dict[str, Any]  # blood_pressure: systolic, diastolic, mean_arterial (mmHg), pulse_rate (bpm) or
+    #                         None; cardiac_event: title, note, heart_rate (bpm) or None
+    tz_minutes: int | None = None  # the device's UTC offset then, when it says
+
+
+DriverEvent = DeviceInfo | SampleBlock | Gap | Reading
 
 
 def info_to_json(info: DeviceInfo) -> dict[str, Any]:

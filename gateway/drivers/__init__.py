@@ -10,7 +10,9 @@ from gateway.drivers.base import Driver
 ENTRY_POINT_GROUP = "wearable_gateway.drivers"
 # The built-in drivers, also registered as entry points; listed here so a source checkout
 # that was never installed still finds them.
-BUILTIN = {"kardiamobile": "gateway.drivers.kardiamobile:KardiaMobileDriver"}
+BUILTIN = {"kardiamobile": "gateway.drivers.kardiamobile:KardiaMobileDriver",
+           "hexoskin": "gateway.drivers.hexoskin:HexoskinDriver",
+           "upband": "gateway.drivers.upband:UpBandDriver"}
 
 
 def available() -> dict[str, str]:

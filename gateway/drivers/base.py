@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections import Counter
+from datetime import tzinfo
 from typing import ClassVar
 
 from gateway.core.blocks import DriverEvent
@@ -28,9 +29,12 @@ class Driver(ABC):
     name: ClassVar[str]
     # Over BLE: the characteristics whose notifications carry the device's byte stream, in order.
     ble_notify: ClassVar[tuple[str, ...]] = ()
+    # Over BLE: characteristics read once per connection, before the notifications (identity, time).
+    ble_read: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self) -> None:
         self.counters: Counter[str] = Counter()
+        self.local_zone: tzinfo | None = None  # the gateway's time zone, for device times without an offset
 
     @abstractmethod
     def feed(self, data: bytes, arrival: float) -> list[DriverEvent]:

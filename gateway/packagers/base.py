@@ -7,7 +7,7 @@ from datetime import tzinfo
 
 import numpy as np
 
-from gateway.core.blocks import DeviceInfo, StreamId
+from gateway.core.blocks import DeviceInfo, Reading, StreamId
 from gateway.spool import Package
 
 
@@ -37,8 +37,19 @@ class Packager(ABC):
 
     @abstractmethod
     def package(self, info: DeviceInfo, stream: StreamId, first: int, samples: np.ndarray,
-                start_time: float) -> Package:
-        """One package of `samples` (counters first..), whose first sample was taken at `start_time`."""
+                start_time: float) -> Package | None:
+        """One package of `samples` (counters first..), whose first sample was taken at `start_time`;
+        None when the window holds nothing this vendor takes (e.g. heart rate with no skin contact)."""
+
+    def reading(self, reading: Reading) -> Package | None:
+        """The package of one discrete reading, or None if this vendor does not take its kind."""
+        return None
+
+    def _reading_package(self, reading: Reading, kind: str, body: bytes,
+                         content_type: str = "application/json") -> Package:
+        """A reading's package: keyed by the reading's own key; an event, never evicted."""
+        return Package(self.uplink, reading.key, kind, f"{reading.device}/{reading.kind}", 0, 0, reading.time,
+                       content_type, body, False)
 
 
 class TimedPackager(Packager):
@@ -55,7 +66,8 @@ class TimedPackager(Packager):
         """recording_seconds of samples at the channel's rate."""
         return max(1, round(self.recording_seconds * info.channels[channel].sampling_frequency))
 
-    def _package(self, stream: StreamId, first: int, n: int, start_time: float, body: bytes) -> Package:
+    def _package(self, stream: StreamId, first: int, n: int, start_time: float, body: bytes,
+                 kind: str | None = None, content_type: str = "application/json") -> Package:
         end = first + n
-        return Package(self.uplink, idempotency_key(stream, first, end), self.kind, stream.key, first, end,
-                       start_time, "application/json", body, self.evictable)
+        return Package(self.uplink, idempotency_key(stream, first, end), kind or self.kind, stream.key, first, end,
+                       start_time, content_type, body, self.evictable)

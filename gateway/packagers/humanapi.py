@@ -1,18 +1,21 @@
-"""Human API hub shapes: ECG windows -> `ecg` summaries for POST /v1/human/ecg.
+"""Human API hub shapes for POST /v1/human/<type>: ECG summaries, heart rate and blood pressure.
 
-A summary per window of lead I (the device's recording_seconds), with duration, rate, heart
-rate and the determination (gateway.analysis); the waveform itself goes to the device's vendor. `sourceId` is the package's
-idempotency key, so a summary names the exact samples it describes.
+- `ecg`: a summary per window of lead I (the device's recording_seconds), with duration, rate,
+  heart rate and the determination (gateway.analysis); the waveform goes to the device's vendor.
+- `heart_rate`: the mean of each window of a heart-rate stream, and the rate a tagged cardiac
+  event carries.
+- `blood_pressure`: each measurement, with its pulse.
+`sourceId` is the package's idempotency key, so a measurement names exactly what it describes.
 """
 
 from __future__ import annotations
 
-from datetime import tzinfo
+from datetime import timedelta, timezone, tzinfo
 
 import numpy as np
 
 from gateway.analysis.ecg import analyse_ecg
-from gateway.core.blocks import DeviceInfo, StreamId
+from gateway.core.blocks import HEART_RATE_CHANNEL, DeviceInfo, Reading, StreamId
 from gateway.core.timefmt import iso_with_offset
 from gateway.packagers.base import TimedPackager, idempotency_key
 from gateway.spool import Package
@@ -44,3 +47,43 @@ class HubEcgPackager(TimedPackager):
                                          heartRate=analysis.heart_rate,
                                          determination=analysis.determination)
         return self._package(stream, first, len(samples), start_time, body)
+
+
+class HubVitalsPackager(TimedPackager):
+    """Heart rate (per window of the stream, and at tagged events) and blood pressure for the hub."""
+
+    kind = "humanapi.heart_rate"
+
+    def __init__(self, uplink: str, recording_seconds: float = 60.0, tz: tzinfo | None = None) -> None:
+        super().__init__(uplink, recording_seconds, tz)
+
+    def channels(self, info: DeviceInfo) -> tuple[str, ...]:
+        """The heart-rate stream, if the device has one."""
+        return (HEART_RATE_CHANNEL,) if HEART_RATE_CHANNEL in info.channels else ()
+
+    def _zone(self, tz_minutes: int | None) -> tzinfo | None:
+        return self.tz if tz_minutes is None else timezone(timedelta(minutes=tz_minutes))
+
+    def package(self, info: DeviceInfo, stream: StreamId, first: int, samples: np.ndarray,
+                start_time: float) -> Package | None:
+        """A `heart_rate` measurement: the mean of the window's readings (0 is 'no reading')."""
+        rates = samples[samples > 0]
+        if not len(rates):
+            return None
+        body = humanapi.measurement_body("heart_rate", iso_with_offset(start_time, self._zone(info.extra.get("tz_minutes"))),
+                                         info.model, idempotency_key(stream, first, first + len(samples)),
+                                         value=round(float(rates.mean()), 1))
+        return self._package(stream, first, len(samples), start_time, body)
+
+    def reading(self, reading: Reading) -> Package | None:
+        """A blood pressure, or the heart rate of a tagged event."""
+        f = reading.fields
+        when = iso_with_offset(reading.time, self._zone(reading.tz_minutes))
+        if reading.kind == "blood_pressure":
+            body = humanapi.measurement_body("blood_pressure", when, reading.model, reading.key, systolic=f["systolic"],
+                                             diastolic=f["diastolic"], heartRate=f["pulse_rate"])
+            return self._reading_package(reading, "humanapi.blood_pressure", body)
+        if reading.kind == "cardiac_event" and f.get("heart_rate"):
+            body = humanapi.measurement_body("heart_rate", when, reading.model, reading.key, value=f["heart_rate"])
+            return self._reading_package(reading, "humanapi.heart_rate", body)
+        return None

@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterable
 from urllib.parse import parse_qs, urlsplit
 
-from gateway.transports.base import LINK_DOWN, LINK_UP, LinkEvent, Transport
+from gateway.transports.base import LINK_DOWN, LINK_UP, LinkEvent, Notification, Transport
 
 SCHEMES = ("serial", "ble")
 MAC_RE = re.compile(r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$")
@@ -53,14 +53,14 @@ def parse_address(address: str) -> tuple[str, str, dict[str, str]]:
     return parts.scheme, target, options
 
 
-def open_transport(address: str, ble_characteristics: Iterable[str] = ()) -> Transport:
-    """A transport for the address (it connects when its stream is iterated); BLE reads the
-    characteristics the device's driver names."""
+def open_transport(address: str, ble_characteristics: Iterable[str] = (), ble_reads: Iterable[str] = ()) -> Transport:
+    """A transport for the address (it connects when its stream is iterated); BLE subscribes to the
+    characteristics the device's driver names, after reading its `ble_reads` at each connect."""
     scheme, target, options = parse_address(address)
     if scheme == "ble":
         from gateway.transports.ble import BleTransport
 
-        return BleTransport(target.upper() if target != "any" else target, ble_characteristics,
+        return BleTransport(target.upper() if target != "any" else target, ble_characteristics, reads=ble_reads,
                             adapter=options.get("adapter"), name=options.get("name"),
                             service=options.get("service"), silent_s=float(options.get("silent_s", 10)))
     from gateway.transports.serial import SerialTransport
@@ -68,4 +68,4 @@ def open_transport(address: str, ble_characteristics: Iterable[str] = ()) -> Tra
     return SerialTransport(target, baudrate=int(options.get("baudrate", 115200)))
 
 
-__all__ = ["LINK_DOWN", "LINK_UP", "AddressError", "LinkEvent", "Transport", "open_transport", "parse_address"]
+__all__ = ["LINK_DOWN", "LINK_UP", "AddressError", "LinkEvent", "Notification", "Transport", "open_transport", "parse_address"]

@@ -17,12 +17,27 @@ class LinkEvent:
         return f"<{self.name}>"
 
 
+class Notification(bytes):
+    """The bytes of one BLE notification (or read), tagged with the characteristic that carried them.
+
+    It is bytes, so a driver of a byte stream reads it like serial data; a driver of several
+    characteristics dispatches on `characteristic`.
+    """
+
+    characteristic: str
+
+    def __new__(cls, data: bytes, characteristic: str) -> "Notification":
+        obj = super().__new__(cls, data)
+        obj.characteristic = characteristic.lower()
+        return obj
+
+
 LINK_UP = LinkEvent("link up")
 LINK_DOWN = LinkEvent("link down")
 
 
 class Transport(ABC):
-    """Yields chunks of bytes as they arrive, LINK_UP after each (re)connect, LINK_DOWN after each loss.
+    """Yields chunks of bytes (BLE: one Notification each) as they arrive, LINK_UP after each (re)connect, LINK_DOWN after each loss.
 
     A transport reconnects by itself and never raises for a lost link; it ends only when
     closed.

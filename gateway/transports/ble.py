@@ -4,8 +4,10 @@ The same code runs on a Raspberry Pi's BlueZ and, in tests, on BlueZoo (BlueZ's 
 private bus). A device is found by address, or by advertised name or service UUID, on the
 adapter the address names (`ble://AA:BB:CC:DD:EE:FF?adapter=hci0`, `ble://any?service=UUID`).
 
-Connection state machine: scan -> connect -> subscribe to every characteristic the driver
-reads -> stream. A reconnect first tries the device BlueZ already knows, then scans again. The link is lost on bleak's disconnected callback, or when a connected device
+Connection state machine: scan -> connect -> read the characteristics the driver reads once per
+connection (device information, local time; a missing one is skipped) -> subscribe to every
+characteristic the driver streams from -> stream. Each read value and notification is yielded
+as a `Notification`: bytes tagged with its characteristic. A reconnect first tries the device BlueZ already knows, then scans again. The link is lost on bleak's disconnected callback, or when a connected device
 stays silent for `silent_s` (a watchdog: a wedged link reports nothing). Then LINK_DOWN is
 yielded after every notification already received, and the transport scans, connects and
 re-subscribes again with capped exponential backoff and jitter. Gaps are the driver's to find
@@ -23,9 +25,9 @@ import weakref
 from collections.abc import AsyncIterator, Iterable
 
 from bleak import BleakClient, BleakScanner
-from bleak.exc import BleakError
+from bleak.exc import BleakCharacteristicNotFoundError, BleakError
 
-from gateway.transports.base import LINK_DOWN, LINK_UP, LinkEvent, Transport
+from gateway.transports.base import LINK_DOWN, LINK_UP, LinkEvent, Notification, Transport
 
 log = logging.getLogger(__name__)
 
@@ -45,13 +47,15 @@ def _scan_lock(adapter: str | None) -> asyncio.Lock:
 class BleTransport(Transport):
     """Reads notifications from one BLE device, reconnecting whenever the link goes."""
 
-    def __init__(self, target: str, characteristics: Iterable[str], *, adapter: str | None = None,
+    def __init__(self, target: str, characteristics: Iterable[str], *, reads: Iterable[str] = (),
+                 adapter: str | None = None,
                  name: str | None = None, service: str | None = None, silent_s: float = 10.0,
                  scan_timeout: float = 10.0, connect_timeout: float = 20.0, backoff_initial: float = 0.5,
                  backoff_max: float = 30.0) -> None:
         super().__init__()
         self.target = target
         self.characteristics = tuple(c.lower() for c in characteristics)
+        self.reads = tuple(c.lower() for c in reads)
         if not self.characteristics:
             raise ValueError("a BLE transport needs the characteristics its driver reads")
         if target == ANY and not (name or service):
@@ -108,8 +112,14 @@ class BleTransport(Transport):
         await client.connect()
         self._device = device
         try:
+            for uuid in self.reads:  # queued first: the driver learns who the device is before its data
+                try:
+                    queue.put_nowait(Notification(await client.read_gatt_char(uuid), uuid))
+                except BleakCharacteristicNotFoundError:
+                    self.counters["missing_characteristics"] += 1
+                    log.info("%s: has no characteristic %s to read; going on without it", self.address, uuid)
             for uuid in self.characteristics:
-                await client.start_notify(uuid, lambda _, data: queue.put_nowait(bytes(data)))
+                await client.start_notify(uuid, lambda _, data, u=uuid: queue.put_nowait(Notification(data, u)))
         except BaseException:
             await self._disconnect(client)
             raise
@@ -123,7 +133,7 @@ class BleTransport(Transport):
             pass
 
     async def stream(self) -> AsyncIterator[bytes | LinkEvent]:
-        """Chunks (one per notification) and link events until close()."""
+        """Notifications (reads first after each connect) and link events until close()."""
         delay = self.backoff_initial
         failing = 0
         while not self._closed.is_set():
@@ -159,7 +169,7 @@ class BleTransport(Transport):
                     await self._disconnect(client)
             yield LINK_DOWN
 
-    async def _notifications(self, queue: asyncio.Queue) -> AsyncIterator[bytes]:
+    async def _notifications(self, queue: asyncio.Queue) -> AsyncIterator[Notification]:
         """Notifications until the link is lost, goes silent, or the transport is closed."""
         closed = asyncio.ensure_future(self._closed.wait())
         try:

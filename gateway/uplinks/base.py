@@ -79,6 +79,18 @@ class RetryPolicy:
         return ceiling / 2 + random.uniform(0, ceiling / 2)
 
 
+class BearerAuth(httpx.Auth):
+    """Authorization: Bearer <token> (OAuth-style APIs: the hub, UP)."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    def auth_flow(self, request: httpx.Request):
+        """Add the header."""
+        request.headers["Authorization"] = f"Bearer {self.token}"
+        yield request
+
+
 class Uplink(ABC):
     """Delivers one uplink's packages from the spool, oldest first."""
 

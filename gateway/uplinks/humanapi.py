@@ -5,18 +5,9 @@ from __future__ import annotations
 import httpx
 
 from gateway.spool import StoredPackage
-from gateway.uplinks.base import RetryPolicy, Uplink
+from gateway.uplinks.base import BearerAuth, RetryPolicy, Uplink
 from gateway.vendors import humanapi
 from gateway.vendors.extensions import IDEMPOTENCY_HEADER
-
-
-class _Bearer(httpx.Auth):
-    def __init__(self, token: str) -> None:
-        self.token = token
-
-    def auth_flow(self, request: httpx.Request):
-        request.headers["Authorization"] = f"Bearer {self.token}"
-        yield request
 
 
 class HumanApiUplink(Uplink):
@@ -25,7 +16,7 @@ class HumanApiUplink(Uplink):
     def __init__(self, name: str, base_url: str, token: str, timeout: float = 30.0,
                  policy: RetryPolicy | None = None) -> None:
         super().__init__(name, base_url, timeout, policy)
-        self.auth = _Bearer(token)
+        self.auth = BearerAuth(token)
 
     def build_request(self, client: httpx.AsyncClient, package: StoredPackage) -> httpx.Request:
         """POST to the type named by the package kind (humanapi.<type>)."""

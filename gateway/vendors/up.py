@@ -1,13 +1,14 @@
 """UP cardiac events API (vendor-docs/up-band-cardiac-api.md): paths, fields, validation.
 
-Used by the UP emulator now and by the UP band's packager and uplink (issue 5).
+Used by the UP emulator and by the UP band's packager and uplink.
 """
 
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timezone, tzinfo
 from typing import Any
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 VERSIONS = ("v.1.0", "v.1.1")
@@ -19,6 +20,8 @@ MAX_LIMIT = 100
 HEART_RATE = (20, 300)
 PRESSURE = (30, 300)
 DEFAULT_TITLE = "Cardiac event"
+CREATE_VERSION = "v.1.1"  # the version the gateway writes to
+FORM = "application/x-www-form-urlencoded"
 
 
 class UpValidationError(ValueError):
@@ -103,3 +106,24 @@ def parse_date(text: str) -> int:
         raise ValueError(text)
     datetime.strptime(text, "%Y%m%d")
     return int(text)
+
+
+def create_body(**fields: Any) -> bytes:
+    """The form-encoded body of POST .../cardiac_events (fields that are None are left out)."""
+    unknown = set(fields) - set(CREATE_FIELDS)
+    if unknown:
+        raise ValueError(f"not UP cardiac event fields: {', '.join(sorted(unknown))}")
+    return urlencode({k: v for k, v in fields.items() if v is not None}).encode()
+
+
+def olson_name(offset_minutes: int | None, at: float, preferred: tzinfo | None = None) -> str:
+    """An Olson zone name for a UTC offset at a moment: the preferred zone (the gateway's) when it
+    has that offset then, else Etc/GMT-h for a whole hour (POSIX sign: Etc/GMT-1 is UTC+1), else UTC."""
+    key = getattr(preferred, "key", None)
+    if key:
+        here = datetime.fromtimestamp(at, preferred).utcoffset()
+        if offset_minutes is None or (here is not None and here.total_seconds() == offset_minutes * 60):
+            return key
+    if not offset_minutes or offset_minutes % 60 or not -720 <= offset_minutes <= 840:
+        return "UTC"
+    return f"Etc/GMT{-offset_minutes // 60:+d}"
