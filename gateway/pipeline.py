@@ -290,10 +290,11 @@ class DevicePipeline:
             cursors = {u: end for u in st.cursors} if sid in moved_to else dict(st.cursors)
             rows.append(StreamRow(sid.key, self.device, info_to_json(st.info), end, cursors, st.clock.offset))
         fresh = [st.clock.time_of(st.journaled) for _, st in touched if st.ring.end > st.journaled]
-        await self.spool.commit(packages=batch.packages, gaps=batch.gaps, journal=journal, streams=rows)
+        added = await self.spool.commit(packages=batch.packages, gaps=batch.gaps, journal=journal, streams=rows)
         if self.on_durable and fresh:
             self.on_durable(time.time() - min(fresh))
-        self.counters["packages"] += len(batch.packages)
+        self.counters["packages"] += added
+        self.counters["duplicate_packages"] += len(batch.packages) - added  # already pending under that key
         self.counters["commits"] += 1
         for sid, st in touched:
             st.journaled = st.ring.end

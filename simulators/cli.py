@@ -14,6 +14,7 @@ import signal
 import sys
 import threading
 import time
+from pathlib import Path
 
 from gateway.protocols import kardiamobile as proto
 
@@ -243,10 +244,12 @@ def _device_up(args: argparse.Namespace) -> int:
                 return 130
         print(f"up band {args.serial_number} as {name}: day from {start.isoformat()}, x{args.speed:g}",
               file=sys.stderr, flush=True)
-        stats = run_band(model, port, args.duration or float("inf"), args.speed, stop)
+        stats = run_band(model, port, args.duration or float("inf"), args.speed, stop, record=bool(args.truth))
         time.sleep(0.5)  # let the last indications go out before the band leaves
     finally:
         port.close()
+    if args.truth:
+        Path(args.truth).write_text(json.dumps(stats.sent))
     summary = {"device": "up", "serial_number": args.serial_number, "name": name, **stats.as_dict()}
     print(json.dumps(summary) if args.json else
           f"sent {stats.heart_rate_sent} heart rates ({stats.heart_rate_unheard} unheard), "
@@ -412,6 +415,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="a cardiac event the wearer tags (repeatable)")
     day.add_argument("--seed", type=int)
     up.add_argument("--serial-number", default="UP3-0000A1B2")
+    up.add_argument("--truth", metavar="PATH.json",
+                    help="save every heart rate, blood pressure and event that went out (for exactness checks)")
     _add_output(up)
     up.set_defaults(func=_device_up, fast=False)
 

@@ -125,6 +125,7 @@ class UpBandDriver(Driver):
             rate = 0
         assert self._info is not None
         events.append(SampleBlock(self._info.stream(HEART_RATE_CHANNEL), self._count, np.array([rate], "<u2"), arrival))
+        self.counters["heart_rates"] += 1
         self._count += 1
 
     def _on_blood_pressure(self, data: bytes, arrival: float, events: list[DriverEvent]) -> None:

@@ -63,7 +63,9 @@ class _Characteristic(ServiceInterface):
         self._value = value
         self._on_subscribe = on_subscribe or (lambda on: None)
         self.subscribed = False
+        self.subscriptions = 0  # how many times a central subscribed: which connection a value went out on
         self.confirmed = threading.Event()  # set by BlueZ's Confirm of an indication
+        self.losing_confirmations = threading.Event()  # fault injection: the confirmation never reaches the device
 
     @dbus_property(access=PropertyAccess.READ)
     def UUID(self) -> "s":  # noqa: F821, N802
@@ -88,6 +90,7 @@ class _Characteristic(ServiceInterface):
     @method()
     def StartNotify(self):  # noqa: N802
         self.subscribed = True
+        self.subscriptions += 1
         self._on_subscribe(True)
 
     @method()
@@ -97,7 +100,8 @@ class _Characteristic(ServiceInterface):
 
     @method()
     def Confirm(self):  # noqa: N802 (BlueZ: the central confirmed the indication)
-        self.confirmed.set()
+        if not self.losing_confirmations.is_set():
+            self.confirmed.set()
 
     def notify(self, data: bytes) -> None:
         """Send one notification (BlueZ turns the Value change into an ATT notification)."""
@@ -267,10 +271,20 @@ class BlePort(Port):
         """Whether a central listens to this further notify/indicate characteristic."""
         return self._extra[uuid.lower()].subscribed
 
+    def lose_confirmations(self, on: bool) -> None:
+        """Fault injection: indications arrive but their confirmations are lost, so the device sends them again."""
+        for char in self._extra.values():
+            (char.losing_confirmations.set if on else char.losing_confirmations.clear)()
+
+    def subscriptions(self, uuid: str) -> int:
+        """How many times a central subscribed to this further characteristic."""
+        return self._extra[uuid.lower()].subscriptions
+
     def notify(self, uuid: str, value: bytes) -> bool:
-        """Send a value on a further notify/indicate characteristic (from any thread); False if nobody listens."""
+        """Send a value on a further notify/indicate characteristic (from any thread); False if nobody
+        listens or the radio is stalled (a notification is not kept: it is lost)."""
         char = self._extra[uuid.lower()]
-        if not char.subscribed:
+        if not char.subscribed or self.stalled.is_set():
             return False
         self._loop.call_soon_threadsafe(char.notify, value)
         return True
@@ -279,6 +293,9 @@ class BlePort(Port):
         """Indicate a value and wait for the central's confirmation; False if nobody listens or none came."""
         char = self._extra[uuid.lower()]
         if not char.subscribed:
+            return False
+        if self.stalled.is_set():  # the radio is quiet: no confirmation will come, the device keeps the value
+            self.counters["indications_held"] = self.counters.get("indications_held", 0) + 1
             return False
         char.confirmed.clear()
         self._loop.call_soon_threadsafe(char.notify, value)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
@@ -136,20 +136,23 @@ class BandStats:
     heart_rate_unheard: int = 0  # measured while nobody listened: not kept, as the Heart Rate Service says
     blood_pressure_sent: int = 0
     events_sent: int = 0
+    sent: dict[str, list] | None = None  # with record=True: every value that went out (the truth)
 
     def as_dict(self) -> dict:
-        """For JSON output."""
-        return dict(self.__dict__)
+        """The counts, for JSON output."""
+        return {k: v for k, v in self.__dict__.items() if k != "sent"}
 
 
 def run_band(model: UpBandModel, port, duration: float, speed: float, stop: threading.Event,
-             on_second: Callable[[Second], None] | None = None) -> BandStats:
+             on_second: Callable[[Second], None] | None = None, record: bool = False) -> BandStats:
     """Serve `duration` seconds of the band's day on a BLE port, paced at `speed` times real time.
 
     Heart rate goes out only while subscribed; measurements and events wait on the band until a
     central has confirmed their indication, then go out oldest first."""
     u = gatt.uuid16
     stats, pending_bp, pending_ev = BandStats(), [], []
+    if record:
+        stats.sent = {"heart_rate": [], "blood_pressure": [], "cardiac_event": []}
     begin = time.monotonic()
     for second in model.seconds():
         if stats.seconds >= duration or stop.is_set():
@@ -160,6 +163,10 @@ def run_band(model: UpBandModel, port, duration: float, speed: float, stop: thre
         stats.seconds += 1
         if port.notify(u(gatt.HEART_RATE_MEASUREMENT), gatt.encode_heart_rate(second.heart)):
             stats.heart_rate_sent += 1
+            if stats.sent is not None:
+                # with the subscription it went out on: one per connection
+                stats.sent["heart_rate"].append([second.heart.heart_rate,
+                                                 port.subscriptions(u(gatt.HEART_RATE_MEASUREMENT))])
         else:
             stats.heart_rate_unheard += 1
         if second.blood_pressure:
@@ -167,11 +174,17 @@ def run_band(model: UpBandModel, port, duration: float, speed: float, stop: thre
         pending_ev += second.events
         while pending_bp and port.indicate(u(gatt.BLOOD_PRESSURE_MEASUREMENT),
                                            gatt.encode_blood_pressure(pending_bp[0])):
-            pending_bp.pop(0)
+            m = pending_bp.pop(0)
             stats.blood_pressure_sent += 1
+            if stats.sent is not None:
+                stats.sent["blood_pressure"].append(
+                    {"systolic": m.systolic, "diastolic": m.diastolic, "pulse_rate": m.pulse_rate,
+                     "time": m.time_stamp.replace(tzinfo=model._tz).timestamp()})
         while pending_ev and port.indicate(upband.EVENT_UUID, upband.encode_event(pending_ev[0])):
-            pending_ev.pop(0)
+            e = pending_ev.pop(0)
             stats.events_sent += 1
+            if stats.sent is not None:
+                stats.sent["cardiac_event"].append(asdict(e))
         if on_second:
             on_second(second)
     return stats
