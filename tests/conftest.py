@@ -31,8 +31,19 @@ def pytest_addoption(parser):
     group = parser.getgroup("hil", "hardware in the loop")
     group.addoption("--hil-kardia", default=os.environ.get("WG_HIL_KARDIA"),
                     help="a real KardiaMobile-protocol device, e.g. serial:///dev/ttyUSB0 (env WG_HIL_KARDIA)")
+    group.addoption("--hil-up", default=os.environ.get("WG_HIL_UP"),
+                    help="a real UP-class band over BLE, e.g. ble://any?name=UP3-A1B2&adapter=hci0 (env WG_HIL_UP)")
     group.addoption("--hil-seconds", type=float, default=float(os.environ.get("WG_HIL_SECONDS", "40")),
                     help="how long to record from the real device (default 40 s; env WG_HIL_SECONDS)")
+
+
+@pytest.fixture
+def hil_up(request) -> str:
+    """The real band's BLE address; the HIL tests skip without one."""
+    address = request.config.getoption("--hil-up")
+    if not address:
+        pytest.skip("no real band: give --hil-up ble://any?name=UP3-XXXX (or WG_HIL_UP) to run against one")
+    return address
 
 
 @pytest.fixture

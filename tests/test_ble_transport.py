@@ -63,8 +63,9 @@ async def test_a_silent_link_is_dropped_and_resumed_without_loss_or_duplicates(b
         await asyncio.to_thread(port.close)
     assert bytes(got) == first + second  # in order, once
     assert events[:3] == [LINK_UP, LINK_DOWN, LINK_UP] and events[-1] is LINK_DOWN
-    assert transport.counters["connects"] == 2 and transport.counters["link_losses"] == 1
-    assert port.counters["subscriptions"] == 2  # subscribed again after the reconnect
+    # One loss by the stall; a slow machine may idle past silent_s again before close (another, harmless).
+    assert transport.counters["connects"] >= 2 and transport.counters["link_losses"] == transport.counters["connects"] - 1
+    assert port.counters["subscriptions"] == transport.counters["connects"]  # subscribed again at every reconnect
     assert all(n <= 20 for n in [port.payload])  # MTU 23: 20-byte notifications
 
 

@@ -1,13 +1,15 @@
 """Hardware in the loop: the real gateway against a real device instead of a simulator.
 
     scripts/test.sh tests/test_hil.py --hil-kardia serial:///dev/ttyUSB0 [--hil-seconds 60]
+    scripts/test.sh tests/test_hil.py --hil-up "ble://any?name=UP3-A1B2&adapter=hci0"
 
 Nothing is known of the signal a real device sends, so these tests check what can be checked
 without it: framing (no bad frames), the device's announced rate against the wall clock,
 timestamps (recordedAt follows the device counter and lies near the wall clock), gaps, and
-upload to the emulator with every sample accounted for. Without --hil-kardia they skip; the
-last test runs them against this project's simulator on a pseudo-terminal, as a second computer
-on a USB-serial cable would, so the HIL path itself is tested in CI.
+upload to the emulator with every sample accounted for. Without --hil-kardia / --hil-up they skip;
+the last tests run them against this project's simulators (on a pseudo-terminal, and as a BLE
+peripheral on BlueZoo), as a second computer on a USB-serial cable or a second Pi with a
+Bluetooth adapter would, so the HIL paths themselves are tested in CI.
 """
 
 from __future__ import annotations
@@ -21,9 +23,11 @@ from datetime import datetime
 
 from gateway.config import load
 from gateway.daemon import Gateway
+from gateway.drivers.base import bad_frames
 from gateway.spool import Spool
 from simulators.cloud.app import Credentials, build_app
 from simulators.cloud.server import BackgroundServer
+from tests.ble import CENTRAL_ADAPTER, PERIPHERAL_ADAPTER, private_bluez
 from tests.chain import API_KEY, create_patient, recordings, start_simulator
 
 RATE_TOLERANCE = 0.02  # a device's crystal against the host clock, over tens of seconds
@@ -108,5 +112,89 @@ def test_hil_mode_against_the_simulator_on_a_pty(tmp_path):
     finally:
         sim.stop.set()
         sim.port.close()
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert "1 passed" in proc.stdout
+
+
+async def test_real_band_values_rate_readings_upload(hil_up, request, tmp_path):
+    """A real UP-class band (or a second Pi serving `wearable-sim device up --ble`): every value well
+    formed, a heart rate a second by the host's clock, and every window and reading delivered once."""
+    from simulators.cloud.humanapi.app import DEFAULT_TOKEN as HUB_TOKEN
+    from simulators.cloud.up.app import DEFAULT_TOKEN as UP_TOKEN
+    from tests.test_upband_chain import up_events
+
+    seconds = request.config.getoption("--hil-seconds")
+    with BackgroundServer(build_app(tmp_path / "cloud")) as server:
+        cfg = tmp_path / "hil.toml"
+        cfg.write_text(f"""
+[spool]
+path = "{tmp_path / 'spool.db'}"
+[status]
+enabled = false
+[uplinks.up]
+type = "up"
+base_url = "{server.url}/up"
+token = "{UP_TOKEN}"
+[uplinks.hub]
+type = "humanapi"
+base_url = "{server.url}/humanapi"
+token = "{HUB_TOKEN}"
+[[devices]]
+name = "hil-band"
+driver = "upband"
+transport = "{hil_up}"
+uplinks = ["up", "hub"]
+recording_seconds = 10
+""")
+        gateway = Gateway(load(cfg))
+        await gateway.start()
+        runner = gateway.devices[0]
+        first_data = None
+        t_end = time.monotonic() + seconds + 30  # finding and connecting to a band takes a while
+        while time.monotonic() < t_end:
+            await asyncio.sleep(0.2)
+            if first_data is None and runner.driver.counters["heart_rates"] > 0:
+                first_data = (time.monotonic(), runner.driver.counters["heart_rates"])
+                t_end = time.monotonic() + seconds
+        assert first_data is not None, f"no heart rate from {hil_up} in {seconds + 30:.0f} s"
+        wall = time.monotonic() - first_data[0]
+        received = runner.driver.counters["heart_rates"] - first_data[1]
+        counters, pipeline = dict(runner.driver.counters), dict(runner.pipeline.counters)
+        devices = {st.info.device for st in runner.pipeline.streams.values()}
+        await gateway.stop(drain_timeout=30)
+        events = await asyncio.to_thread(up_events, server.url)
+    spool = Spool(tmp_path / "spool.db")
+    stats = spool.stats()
+    spool.close()
+    assert bad_frames(counters) == 0 and not counters.get("unknown_characteristic"), counters
+    assert devices and "upband-unknown" not in devices  # the band said who it is
+    assert abs(received / wall - 1.0) <= 0.1, (received, wall)  # the Heart Rate Service's once a second
+    assert stats["dead_letters"] == 0 and all(u["pending"] == 0 for u in stats["uplinks"].values())
+    # Every UP package acknowledged is one event there, none twice; readings all reached UP.
+    assert len(events) == stats["uplinks"]["up"]["acked"] > 0
+    assert len({(e["title"], e["time_created"]) for e in events}) == len(events)
+    readings = sum(v for k, v in counters.items() if k.startswith("readings:"))
+    assert len([e for e in events if e["title"] != "Heart rate"]) == readings == pipeline.get("readings", 0)
+
+
+def test_hil_band_mode_against_the_simulator_over_ble(tmp_path):
+    """The band HIL test as a user runs it, with the band simulator on BlueZoo standing in for the band."""
+    with private_bluez(tmp_path) as bus:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("WG_HIL_")}
+        env["DBUS_SYSTEM_BUS_ADDRESS"] = bus
+        sim = subprocess.Popen([sys.executable, "-m", "simulators.cli", "device", "up", "--ble", "--adapter",
+                                PERIPHERAL_ADAPTER, "--start-time", "2026-11-23T07:59:56+01:00", "--bp-at", "08:00",
+                                "--event", "08:00=Palpitations", "--duration", "60", "--quiet"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+        try:
+            proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__ + "::"
+                                   "test_real_band_values_rate_readings_upload",
+                                   "--hil-up", f"ble://any?name=UP3-A1B2&adapter={CENTRAL_ADAPTER}",
+                                   "--hil-seconds", "12"],
+                                  capture_output=True, text=True, timeout=180, env=env,
+                                  cwd=os.path.dirname(os.path.dirname(__file__)))
+        finally:
+            sim.kill()
+            sim.wait()
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert "1 passed" in proc.stdout
