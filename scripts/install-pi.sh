@@ -86,7 +86,7 @@ else
 fi
 if [ ! -e "$etc/env" ]; then
     printf '%s\n' "# Credentials for /etc/wearable-gateway/gateway.toml (api_key_env = \"KARDIA_API_KEY\" ...)." \
-        "#KARDIA_API_KEY=" "#HUB_TOKEN=" "#HEXOSKIN_PASSWORD=" "#HEXOSKIN_API_SECRET=" "#GATEWAY_STATUS_PASSWORD=" > "$etc/env"
+        "#KARDIA_API_KEY=" "#HUB_TOKEN=" "#HEXOSKIN_PASSWORD=" "#HEXOSKIN_API_SECRET=" "#UP_TOKEN=" "#GATEWAY_STATUS_PASSWORD=" > "$etc/env"
     chmod 0640 "$etc/env"
     say "wrote $etc/env (mode 0640)"
 fi

@@ -134,9 +134,39 @@ def test_the_example_configuration_is_valid():
     from tests.conftest import ROOT
 
     cfg = load(ROOT / "examples" / "gateway.toml", env={"KARDIA_API_KEY": "k", "HUB_TOKEN": "t",
-                                                         "HEXOSKIN_PASSWORD": "p", "HEXOSKIN_API_SECRET": "s"})
-    assert [d.driver for d in cfg.devices] == ["kardiamobile", "hexoskin"] and cfg.spool.sync == "full"
+                                                         "HEXOSKIN_PASSWORD": "p", "HEXOSKIN_API_SECRET": "s",
+                                                         "UP_TOKEN": "t"})
+    assert [d.driver for d in cfg.devices] == ["kardiamobile", "hexoskin", "upband"] and cfg.spool.sync == "full"
     assert cfg.uplinks["hexoskin"].extra["api_secret"] == "s"
+    assert (cfg.uplinks["up"].type, cfg.uplinks["up"].credential) == ("up", "t")
+
+
+def test_vendor_uplinks_take_only_their_devices_and_a_band_defaults_to_minute_windows(tmp_path):
+    band = """
+[spool]
+path = "spool.db"
+[uplinks.up]
+type = "up"
+base_url = "http://127.0.0.1:8080/up"
+token = "tok"
+[uplinks.hexoskin]
+type = "hexoskin"
+base_url = "http://127.0.0.1:8080/hexoskin"
+user = "a@b.c"
+password = "p"
+api_key = "k"
+api_secret = "s"
+[[devices]]
+name = "band"
+driver = "upband"
+transport = "ble://any?name=UP3-A1B2"
+uplinks = ["up"]
+"""
+    cfg = load(write(tmp_path, band))
+    assert cfg.devices[0].recording_seconds == 60.0 and cfg.uplinks["up"].credential == "tok"
+    with pytest.raises(ConfigError) as err:
+        load(write(tmp_path, band.replace('uplinks = ["up"]', 'uplinks = ["up", "hexoskin"]')))
+    assert err.value.errors == ["devices[0].uplinks: uplink 'hexoskin' (hexoskin) takes hexoskin devices, not upband"]
 
 
 def test_each_uplink_type_takes_its_own_credential(tmp_path):
