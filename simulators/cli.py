@@ -52,8 +52,10 @@ def _open_port(args: argparse.Namespace, ble: tuple[str, str, str] | None = None
         from simulators.devices.ble_front import BlePort
 
         try:
+            if args.mtu is not None and not 23 <= args.mtu <= 517:
+                raise ValueError("--mtu must be 23-517 (the ATT MTU range)")
             return BlePort(*ble[:2], name=args.ble_name or ble[2], adapter=args.adapter,
-                           extra_services=tuple(extra_services))
+                           extra_services=tuple(extra_services), mtu=args.mtu or 23, acquire_mtu=args.mtu is not None)
         except Exception as exc:  # D-Bus and BlueZ errors alike: say which adapter and why
             print(f"wearable-sim: cannot serve BLE on {args.adapter}: {exc}", file=sys.stderr)
             return None
@@ -320,6 +322,9 @@ def _add_port_and_timing(p: argparse.ArgumentParser) -> None:
                        help="be a BLE peripheral through BlueZ's D-Bus API instead of a serial device")
     where.add_argument("--adapter", default="hci0", help="with --ble: the Bluetooth adapter (default hci0)")
     where.add_argument("--ble-name", help="with --ble: the advertised name (default: the device's)")
+    where.add_argument("--mtu", type=int, help="with --ble: the largest ATT MTU accepted (23-517); the frames then go"
+                                               " through BlueZ's AcquireNotify socket, filled to the negotiated MTU - 3"
+                                               " (default: 20-byte notifications, which every link takes)")
     timing = _add_timing(p, "seconds of signal to send (default: until interrupted)")
     timing.add_argument("--fast", action="store_true", help="as fast as the reader takes it")
 

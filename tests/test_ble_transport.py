@@ -108,3 +108,32 @@ async def test_a_flat_out_burst_never_overruns_the_bus(bluez):
         await asyncio.to_thread(port.close)
     assert bytes(got) == payload and port.counters["notifications"] == 5000 and port._error is None
     assert transport.counters["connects"] == 1 and not transport.counters["link_losses"]
+
+
+async def test_a_peripheral_fills_notifications_to_the_negotiated_mtu(bluez):
+    """With AcquireNotify BlueZ hands the peripheral a socket and the link's MTU (here the 247 the
+    peripheral accepts): frames go in 244-byte notifications and arrive whole, in order."""
+    port = await asyncio.to_thread(BlePort, hx.BLE_SERVICE_UUID, hx.BLE_FRAMES_UUID, "WG-MTU", PERIPHERAL_ADAPTER,
+                                   mtu=247, acquire_mtu=True)
+    transport = BleTransport("any", [hx.BLE_FRAMES_UUID], adapter=CENTRAL_ADAPTER, service=hx.BLE_SERVICE_UUID)
+    got, events, sizes = bytearray(), [], []
+    data = bytes(range(256)) * 40  # 10,240 bytes
+    stop = threading.Event()
+
+    async def collect_sizes():
+        async for item in transport.stream():
+            if isinstance(item, bytes):
+                got.extend(item)
+                sizes.append(len(item))
+
+    task = asyncio.create_task(collect_sizes())
+    try:
+        assert await asyncio.to_thread(port.wait_for_reader, stop, 30.0)
+        await asyncio.to_thread(port.write, data, stop)
+        await wait_for(lambda: len(got) >= len(data))
+    finally:
+        await transport.close()
+        await asyncio.wait_for(task, 30)
+        await asyncio.to_thread(port.close)
+    assert bytes(got) == data and port.counters["mtu"] == 247
+    assert max(sizes) == 244 and sum(s == 244 for s in sizes) >= len(data) // 244 - 1

@@ -31,6 +31,20 @@ from tests.ble import CENTRAL_ADAPTER, PERIPHERAL_ADAPTER, private_bluez
 from tests.chain import API_KEY, create_patient, recordings, start_simulator
 
 RATE_TOLERANCE = 0.02  # a device's crystal against the host clock, over tens of seconds
+START_WAIT_S = 30.0  # a device may need a while to be found and to start streaming
+
+
+async def record(runner, counter: str, seconds: float) -> tuple[float, int]:
+    """Wait for the device's first data, then read for `seconds`: (wall seconds, `counter` counted in them)."""
+    first = None
+    t_end = time.monotonic() + seconds + START_WAIT_S
+    while time.monotonic() < t_end:
+        await asyncio.sleep(0.2)
+        if first is None and runner.driver.counters[counter] > 0:
+            first = (time.monotonic(), runner.driver.counters[counter])
+            t_end = time.monotonic() + seconds
+    assert first is not None, f"nothing ({counter}) from {runner.transport.address} in {seconds + START_WAIT_S:.0f} s"
+    return time.monotonic() - first[0], runner.driver.counters[counter] - first[1]
 
 
 async def test_real_kardiamobile_frames_rate_time_gaps_upload(hil_kardia, request, tmp_path):
@@ -59,16 +73,7 @@ recording_seconds = 10
         gateway = Gateway(load(cfg))
         await gateway.start()
         runner = gateway.devices[0]
-        first_data = None
-        t_end = time.monotonic() + seconds + 30  # a device may need a while to start streaming
-        while time.monotonic() < t_end:
-            await asyncio.sleep(0.2)
-            if first_data is None and runner.driver.counters["samples"] > 0:
-                first_data = (time.monotonic(), runner.driver.counters["samples"])
-                t_end = time.monotonic() + seconds
-        assert first_data is not None, f"no samples from {hil_kardia} in {seconds + 30:.0f} s"
-        wall = time.monotonic() - first_data[0]
-        received = runner.driver.counters["samples"] - first_data[1]
+        wall, received = await record(runner, "samples", seconds)
         counters = dict(runner.driver.counters)
         streams = runner.pipeline.status()
         infos = [st.info for st in runner.pipeline.streams.values()]
@@ -119,46 +124,14 @@ def test_hil_mode_against_the_simulator_on_a_pty(tmp_path):
 async def test_real_band_values_rate_readings_upload(hil_up, request, tmp_path):
     """A real UP-class band (or a second Pi serving `wearable-sim device up --ble`): every value well
     formed, a heart rate a second by the host's clock, and every window and reading delivered once."""
-    from simulators.cloud.humanapi.app import DEFAULT_TOKEN as HUB_TOKEN
-    from simulators.cloud.up.app import DEFAULT_TOKEN as UP_TOKEN
-    from tests.test_upband_chain import up_events
+    from tests.test_upband_chain import gateway_config, up_events
 
     seconds = request.config.getoption("--hil-seconds")
     with BackgroundServer(build_app(tmp_path / "cloud")) as server:
-        cfg = tmp_path / "hil.toml"
-        cfg.write_text(f"""
-[spool]
-path = "{tmp_path / 'spool.db'}"
-[status]
-enabled = false
-[uplinks.up]
-type = "up"
-base_url = "{server.url}/up"
-token = "{UP_TOKEN}"
-[uplinks.hub]
-type = "humanapi"
-base_url = "{server.url}/humanapi"
-token = "{HUB_TOKEN}"
-[[devices]]
-name = "hil-band"
-driver = "upband"
-transport = "{hil_up}"
-uplinks = ["up", "hub"]
-recording_seconds = 10
-""")
-        gateway = Gateway(load(cfg))
+        gateway = Gateway(gateway_config(tmp_path, server.url, transport=hil_up, recording_seconds=10))
         await gateway.start()
         runner = gateway.devices[0]
-        first_data = None
-        t_end = time.monotonic() + seconds + 30  # finding and connecting to a band takes a while
-        while time.monotonic() < t_end:
-            await asyncio.sleep(0.2)
-            if first_data is None and runner.driver.counters["heart_rates"] > 0:
-                first_data = (time.monotonic(), runner.driver.counters["heart_rates"])
-                t_end = time.monotonic() + seconds
-        assert first_data is not None, f"no heart rate from {hil_up} in {seconds + 30:.0f} s"
-        wall = time.monotonic() - first_data[0]
-        received = runner.driver.counters["heart_rates"] - first_data[1]
+        wall, received = await record(runner, "heart_rates", seconds)
         counters, pipeline = dict(runner.driver.counters), dict(runner.pipeline.counters)
         devices = {st.info.device for st in runner.pipeline.streams.values()}
         await gateway.stop(drain_timeout=30)

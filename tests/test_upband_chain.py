@@ -43,7 +43,10 @@ def band(truth, duration: int, *extra: str) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
 
 
-def gateway_config(tmp_path, url: str, silent_s: float = 10) -> object:
+def gateway_config(tmp_path, url: str, silent_s: float = 10, transport: str | None = None,
+                   recording_seconds: float = 60) -> object:
+    """The gateway with one band, uploading to the UP and hub emulators at `url`."""
+    transport = transport or f"ble://any?name=UP3-A1B2&adapter={CENTRAL_ADAPTER}&silent_s={silent_s}"
     cfg = tmp_path / "g.toml"
     cfg.write_text(f"""
 [gateway]
@@ -63,8 +66,9 @@ token = "{HUB_TOKEN}"
 [[devices]]
 name = "band"
 driver = "upband"
-transport = "ble://any?name=UP3-A1B2&adapter={CENTRAL_ADAPTER}&silent_s={silent_s}"
+transport = "{transport}"
 uplinks = ["up", "hub"]
+recording_seconds = {recording_seconds}
 """)
     return load(cfg)
 

@@ -12,11 +12,18 @@ it goes out as notifications of the frames characteristic, as the firmware specs
 chapters say: each notification up to ATT_MTU - 3 bytes, a partly filled one at least every
 FLUSH_S. Nothing is sent while no central is subscribed: writes wait, as a device holds its
 data until the host listens, and the stream continues where it stopped.
+
+ATT MTU: by default notifications are 20 bytes (ATT_MTU 23, which every link accepts), sent as
+Value changes that BlueZ turns into notifications. With `acquire_mtu` the frames characteristic
+offers `NotifyAcquired`: BlueZ then calls `AcquireNotify` with the link's negotiated `mtu` and a
+socket, and each notification is written to that socket filled to mtu - 3 bytes (the peripheral
+declares the largest MTU it accepts in its characteristic's `MTU`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -109,6 +116,35 @@ class _Characteristic(ServiceInterface):
         self.emit_properties_changed({"Value": data})
 
 
+class _AcquiredCharacteristic(_Characteristic):
+    """A notify characteristic whose notifications go through a socket BlueZ hands over with the
+    link's negotiated MTU (AcquireNotify), instead of Value changes."""
+
+    def __init__(self, uuid: str, service_path: str, on_acquire, on_subscribe, mtu: int) -> None:
+        super().__init__(uuid, service_path, on_subscribe)
+        self._mtu = mtu
+        self._on_acquire = on_acquire
+        self.acquired = False
+
+    @dbus_property(access=PropertyAccess.READ)
+    def NotifyAcquired(self) -> "b":  # noqa: F821, N802
+        return self.acquired
+
+    @dbus_property(access=PropertyAccess.READ)
+    def MTU(self) -> "q":  # noqa: F821, N802 (the largest ATT MTU this peripheral accepts)
+        return self._mtu
+
+    @method()
+    def AcquireNotify(self, options: "a{sv}") -> "hq":  # noqa: F821, F722, N802
+        mtu = min(self._mtu, int(options["mtu"].value)) if "mtu" in options else 23
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        ours.setblocking(False)
+        self.acquired = self.subscribed = True
+        self._on_acquire(ours, mtu)
+        asyncio.get_running_loop().call_later(1.0, theirs.close)  # after the reply carried it
+        return [theirs.fileno(), mtu]
+
+
 class _Advertisement(ServiceInterface):
     def __init__(self, service_uuid: str, name: str) -> None:
         super().__init__("org.bluez.LEAdvertisement1")
@@ -159,7 +195,9 @@ class BlePort(Port):
 
     def __init__(self, service_uuid: str, frames_uuid: str | None, name: str, adapter: str = "hci0",
                  mtu: int = DEFAULT_MTU, start_timeout: float = 15.0,
-                 extra_services: tuple[ServiceSpec, ...] = ()) -> None:
+                 extra_services: tuple[ServiceSpec, ...] = (), acquire_mtu: bool = False) -> None:
+        self.mtu, self.acquire_mtu = mtu, acquire_mtu
+        self._sock: socket.socket | None = None  # the notification socket BlueZ handed over (acquire_mtu)
         self.extra_services = extra_services
         self._extra: dict[str, _Characteristic] = {}
         self.path = f"ble:{adapter}:{name}"
@@ -196,11 +234,13 @@ class BlePort(Port):
             self._ready.set()
 
     async def _serve(self) -> None:
-        bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
+        bus = await MessageBus(bus_type=BusType.SYSTEM, negotiate_unix_fd=self.acquire_mtu).connect()
         adapter_path = f"/org/bluez/{self.adapter}"
         if self.frames_uuid:  # a device whose byte stream is its frames (a band has only standard services)
             service_path = f"{APP_PATH}/service0"
-            self._char = _Characteristic(self.frames_uuid, service_path, self._subscription)
+            self._char = _AcquiredCharacteristic(self.frames_uuid, service_path, self._acquired, self._subscription,
+                                                 self.mtu) if self.acquire_mtu else \
+                _Characteristic(self.frames_uuid, service_path, self._subscription)
             bus.export(service_path, _Service(self.service_uuid))
             bus.export(f"{service_path}/char0", self._char)
         for i, spec in enumerate(self.extra_services, start=1):
@@ -223,7 +263,18 @@ class BlePort(Port):
         finally:
             bus.disconnect()
 
+    def _acquired(self, sock: socket.socket, mtu: int) -> None:
+        if self._sock is not None:
+            self._sock.close()
+        self._sock, self.payload = sock, mtu - 3
+        self.counters["mtu"] = mtu
+        self._subscription(True)
+
     def _subscription(self, on: bool) -> None:
+        if not on and self._sock is not None:  # BlueZ ended the session: the socket is done
+            self._sock.close()
+            self._sock = None
+            self._char.acquired = False
         with self._lock:
             self._subscribed = on
             self.counters["subscriptions"] += int(on)
@@ -248,12 +299,21 @@ class BlePort(Port):
             if not chunk:
                 await asyncio.sleep(0.005)
                 continue
-            self._char.notify(chunk)
+            if self._sock is not None:
+                try:
+                    await asyncio.get_running_loop().sock_sendall(self._sock, chunk)
+                except OSError:  # the central went away mid-send: the device keeps the chunk
+                    with self._lock:
+                        self._buffer[:0] = chunk
+                    self._subscription(False)
+                    continue
+            else:
+                self._char.notify(chunk)
             last = time.monotonic()
             self.counters["notifications"] += 1
             self.counters["bytes"] += len(chunk)
             sent += 1
-            if sent % PACE_EVERY == 0:  # wait until the bus has taken what was sent: never overrun it
+            if self._sock is None and sent % PACE_EVERY == 0:  # wait until the bus took what was sent
                 await bus.call(Message(**PING))
                 if not bus.connected:
                     raise ConnectionError("the D-Bus connection to BlueZ is gone")
