@@ -3,10 +3,11 @@
 (BlueZoo on a private bus, as in the tests) -> the gateway's bleak transport.
 
 Writes `--kbytes` of frame bytes into a BlePort as fast as it takes them and times their arrival
-at a BleTransport; prints bytes/s and notifications/s (20-byte notifications, the default MTU).
+at a BleTransport; prints bytes/s and notifications/s: 20-byte notifications (ATT MTU 23) sent as
+Value changes, or with `--mtu N` notifications of N - 3 bytes through BlueZ's AcquireNotify socket.
 Needs the test extra (bluezoo) and dbus-daemon, which scripts/test.sh installs.
 
-    python scripts/bench_ble.py [--kbytes 200]
+    python scripts/bench_ble.py [--kbytes 200] [--mtu 247]
 """
 
 from __future__ import annotations
@@ -29,9 +30,10 @@ from simulators.devices.ble_front import BlePort  # noqa: E402
 from tests.ble import CENTRAL_ADAPTER, PERIPHERAL_ADAPTER, private_bluez  # noqa: E402
 
 
-async def measure(n_bytes: int) -> dict:
+async def measure(n_bytes: int, mtu: int | None = None) -> dict:
     """Seconds for n_bytes from the peripheral's writer to the transport's stream."""
-    port = await asyncio.to_thread(BlePort, hx.BLE_SERVICE_UUID, hx.BLE_FRAMES_UUID, "WG-BENCH", PERIPHERAL_ADAPTER)
+    port = await asyncio.to_thread(BlePort, hx.BLE_SERVICE_UUID, hx.BLE_FRAMES_UUID, "WG-BENCH", PERIPHERAL_ADAPTER,
+                                   mtu=mtu or 23, acquire_mtu=mtu is not None)
     transport = BleTransport("any", [hx.BLE_FRAMES_UUID], adapter=CENTRAL_ADAPTER, name="WG-BENCH")
     got = 0
 
@@ -62,11 +64,12 @@ async def measure(n_bytes: int) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--kbytes", type=int, default=200, help="kilobytes to send (default 200)")
+    parser.add_argument("--mtu", type=int, help="the peripheral's ATT MTU through AcquireNotify (default: 23, Value changes)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, private_bluez(Path(tmp)) as address:
         os.environ["DBUS_SYSTEM_BUS_ADDRESS"] = address
-        r = asyncio.run(measure(args.kbytes * 1000))
+        r = asyncio.run(measure(args.kbytes * 1000, args.mtu))
     if args.json:
         print(json.dumps(r, indent=1))
     else:

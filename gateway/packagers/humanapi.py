@@ -70,9 +70,9 @@ class HubVitalsPackager(TimedPackager):
         rates = samples[samples > 0]
         if not len(rates):
             return None
-        body = humanapi.measurement_body("heart_rate", iso_with_offset(start_time, self._zone(info.extra.get("tz_minutes"))),
-                                         info.model, idempotency_key(stream, first, first + len(samples)),
-                                         value=round(float(rates.mean()), 1))
+        when = iso_with_offset(start_time, self._zone(info.extra.get("tz_minutes")))
+        key = idempotency_key(stream, first, first + len(samples))
+        body = humanapi.measurement_body("heart_rate", when, info.model, key, value=round(float(rates.mean()), 1))
         return self._package(stream, first, len(samples), start_time, body)
 
     def reading(self, reading: Reading) -> Package | None:

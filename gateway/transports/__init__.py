@@ -68,4 +68,5 @@ def open_transport(address: str, ble_characteristics: Iterable[str] = (), ble_re
     return SerialTransport(target, baudrate=int(options.get("baudrate", 115200)))
 
 
-__all__ = ["LINK_DOWN", "LINK_UP", "AddressError", "LinkEvent", "Notification", "Transport", "open_transport", "parse_address"]
+__all__ = ["LINK_DOWN", "LINK_UP", "AddressError", "LinkEvent", "Notification", "Transport", "open_transport",
+           "parse_address"]

@@ -37,7 +37,8 @@ LINK_DOWN = LinkEvent("link down")
 
 
 class Transport(ABC):
-    """Yields chunks of bytes (BLE: one Notification each) as they arrive, LINK_UP after each (re)connect, LINK_DOWN after each loss.
+    """Yields chunks of bytes (BLE: one Notification each) as they arrive, LINK_UP after each
+    (re)connect, LINK_DOWN after each loss.
 
     A transport reconnects by itself and never raises for a lost link; it ends only when
     closed.

@@ -7,8 +7,10 @@ adapter the address names (`ble://AA:BB:CC:DD:EE:FF?adapter=hci0`, `ble://any?se
 Connection state machine: scan -> connect -> read the characteristics the driver reads once per
 connection (device information, local time; a missing one is skipped) -> subscribe to every
 characteristic the driver streams from -> stream. Each read value and notification is yielded
-as a `Notification`: bytes tagged with its characteristic. A reconnect first tries the device BlueZ already knows, then scans again. The link is lost on bleak's disconnected callback, or when a connected device
-stays silent for `silent_s` (a watchdog: a wedged link reports nothing). Then LINK_DOWN is
+as a `Notification`: bytes tagged with its characteristic. A reconnect first tries the device
+BlueZ already knows, then scans again. The link is lost on bleak's disconnected callback, or
+when a connected device stays silent for `silent_s` (a watchdog: a wedged link reports
+nothing). Then LINK_DOWN is
 yielded after every notification already received, and the transport scans, connects and
 re-subscribes again with capped exponential backoff and jitter. Gaps are the driver's to find
 (sequence numbers or timestamps in the data). Notifications cannot be paused, so they are
