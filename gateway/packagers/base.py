@@ -67,7 +67,7 @@ class TimedPackager(Packager):
         return max(1, round(self.recording_seconds * info.channels[channel].sampling_frequency))
 
     def _package(self, stream: StreamId, first: int, n: int, start_time: float, body: bytes,
-                 kind: str | None = None, content_type: str = "application/json") -> Package:
+                 content_type: str = "application/json") -> Package:
         end = first + n
-        return Package(self.uplink, idempotency_key(stream, first, end), kind or self.kind, stream.key, first, end,
+        return Package(self.uplink, idempotency_key(stream, first, end), self.kind, stream.key, first, end,
                        start_time, content_type, body, self.evictable)
