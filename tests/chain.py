@@ -90,12 +90,22 @@ def recordings(kardia_url: str, patient: str) -> list[dict]:
     return asyncio.run(fetch_recordings(kardia_url, API_KEY, patient))
 
 
+async def until(predicate, describe, timeout: float = 30.0) -> None:
+    """Poll predicate() without blocking the event loop; fail with describe() if it is not true in time."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out: {describe()}"
+        await asyncio.sleep(0.02)
+
+
+async def until_count(counters, name: str, n: int, timeout: float = 30.0) -> None:
+    """Wait until counters[name] reaches n."""
+    await until(lambda: counters[name] >= n, lambda: f"{name}: {counters[name]} of {n}", timeout)
+
+
 async def read_all(transport, n_bytes: int, timeout: float = 30.0) -> None:
     """Wait until the gateway's transport has read n_bytes (everything the simulator wrote that arrives)."""
-    deadline = time.monotonic() + timeout
-    while transport.counters["bytes"] < n_bytes:
-        assert time.monotonic() < deadline, f"the gateway read {transport.counters['bytes']} of {n_bytes} bytes"
-        await asyncio.sleep(0.02)
+    await until_count(transport.counters, "bytes", n_bytes, timeout)
 
 
 def wait_for(predicate, timeout: float, what: str) -> None:

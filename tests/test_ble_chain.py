@@ -9,7 +9,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -19,7 +18,7 @@ from gateway.daemon import Gateway
 from simulators.cloud.app import build_app
 from simulators.cloud.server import BackgroundServer
 from tests.ble import CENTRAL_ADAPTER, PERIPHERAL_ADAPTER, PERIPHERAL_ADDRESS, find_peripheral, private_bluez
-from tests.chain import read_all
+from tests.chain import read_all, until_count
 from tests.test_hexoskin_chain import api, hexoskin_uplink
 
 
@@ -133,10 +132,7 @@ async def test_an_outage_that_loses_data_is_recorded_as_exactly_that_gap(tmp_pat
     async def outage(runner, port) -> None:
         await asyncio.sleep(2.0)
         port.dropping.set()
-        deadline = time.monotonic() + 20
-        while not runner.transport.counters["silent_timeouts"]:
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.05)
+        await until_count(runner.transport.counters, "silent_timeouts", 1, timeout=20)
         port.dropping.clear()
 
     sim, port, transport, counters, recs = await kardia_over_ble(
@@ -249,10 +245,7 @@ recording_seconds = 10
             await asyncio.sleep(1.5)
             before = k_runner.transport.counters["bytes"]
             shirt_port.dropping.set()  # the shirt's outage
-            deadline = time.monotonic() + 20
-            while not s_runner.transport.counters["silent_timeouts"]:
-                assert time.monotonic() < deadline
-                await asyncio.sleep(0.05)
+            await until_count(s_runner.transport.counters, "silent_timeouts", 1, timeout=20)
             during = k_runner.transport.counters["bytes"] - before
             shirt_port.dropping.clear()
             stats = await asyncio.to_thread(kardia.join)

@@ -14,6 +14,7 @@ from gateway.transports import LINK_DOWN, LINK_UP
 from gateway.transports.ble import BleTransport
 from simulators.devices.ble_front import BlePort
 from tests.ble import CENTRAL_ADAPTER, PERIPHERAL_ADAPTER, PERIPHERAL_ADDRESS, private_bluez
+from tests.chain import until
 
 
 @pytest.fixture
@@ -23,20 +24,15 @@ def bluez(tmp_path, monkeypatch):
         yield address
 
 
-async def collect(stream, got: bytearray, events: list) -> None:
+async def collect(stream, got: bytearray, events: list, sizes: list | None = None) -> None:
+    """The stream's bytes into `got` (each notification's size into `sizes`), its link events into `events`."""
     async for item in stream:
         if isinstance(item, bytes):
             got += item
+            if sizes is not None:
+                sizes.append(len(item))
         else:
             events.append(item)
-
-
-async def wait_for(predicate, timeout: float = 30.0) -> None:
-    for _ in range(int(timeout / 0.05)):
-        if predicate():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("timed out")
 
 
 async def test_a_silent_link_is_dropped_and_resumed_without_loss_or_duplicates(bluez):
@@ -50,12 +46,12 @@ async def test_a_silent_link_is_dropped_and_resumed_without_loss_or_duplicates(b
     try:
         assert await asyncio.to_thread(port.wait_for_reader, stop, 30.0)
         await asyncio.to_thread(port.write, first, stop)
-        await wait_for(lambda: len(got) == len(first))
+        await until(lambda: len(got) == len(first), lambda: f"{len(got)} of {len(first)} bytes")
         port.stalled.set()  # the radio stops while the link still looks connected
         await asyncio.to_thread(port.write, second, stop)  # the device keeps its data meanwhile
-        await wait_for(lambda: transport.counters["silent_timeouts"] == 1)
+        await until(lambda: transport.counters["silent_timeouts"] == 1, lambda: "no silent timeout")
         port.stalled.clear()
-        await wait_for(lambda: len(got) >= len(first) + len(second))
+        await until(lambda: len(got) >= len(first) + len(second), lambda: f"{len(got)} bytes")
         assert await asyncio.to_thread(port.drain, 10.0)
     finally:
         await transport.close()
@@ -64,7 +60,8 @@ async def test_a_silent_link_is_dropped_and_resumed_without_loss_or_duplicates(b
     assert bytes(got) == first + second  # in order, once
     assert events[:3] == [LINK_UP, LINK_DOWN, LINK_UP] and events[-1] is LINK_DOWN
     # One loss by the stall; a slow machine may idle past silent_s again before close (another, harmless).
-    assert transport.counters["connects"] >= 2 and transport.counters["link_losses"] == transport.counters["connects"] - 1
+    connects = transport.counters["connects"]
+    assert connects >= 2 and transport.counters["link_losses"] == connects - 1
     assert port.counters["subscriptions"] == transport.counters["connects"]  # subscribed again at every reconnect
     assert all(n <= 20 for n in [port.payload])  # MTU 23: 20-byte notifications
 
@@ -101,7 +98,7 @@ async def test_a_flat_out_burst_never_overruns_the_bus(bluez):
     try:
         assert await asyncio.to_thread(port.wait_for_reader, stop, 30.0)
         await asyncio.to_thread(port.write, payload, stop)
-        await wait_for(lambda: len(got) >= len(payload))
+        await until(lambda: len(got) >= len(payload), lambda: f"{len(got)} of {len(payload)} bytes")
     finally:
         await transport.close()
         await asyncio.wait_for(task, 30)
@@ -119,18 +116,11 @@ async def test_a_peripheral_fills_notifications_to_the_negotiated_mtu(bluez):
     got, events, sizes = bytearray(), [], []
     data = bytes(range(256)) * 40  # 10,240 bytes
     stop = threading.Event()
-
-    async def collect_sizes():
-        async for item in transport.stream():
-            if isinstance(item, bytes):
-                got.extend(item)
-                sizes.append(len(item))
-
-    task = asyncio.create_task(collect_sizes())
+    task = asyncio.create_task(collect(transport.stream(), got, events, sizes))
     try:
         assert await asyncio.to_thread(port.wait_for_reader, stop, 30.0)
         await asyncio.to_thread(port.write, data, stop)
-        await wait_for(lambda: len(got) >= len(data))
+        await until(lambda: len(got) >= len(data), lambda: f"{len(got)} of {len(data)} bytes")
     finally:
         await transport.close()
         await asyncio.wait_for(task, 30)

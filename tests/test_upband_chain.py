@@ -10,7 +10,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from datetime import datetime
 
 import httpx
@@ -24,6 +23,7 @@ from simulators.cloud.humanapi.app import DEFAULT_TOKEN as HUB_TOKEN
 from simulators.cloud.server import BackgroundServer
 from simulators.cloud.up.app import DEFAULT_TOKEN as UP_TOKEN
 from tests.ble import CENTRAL_ADAPTER, PERIPHERAL_ADAPTER, private_bluez
+from tests.chain import until_count
 
 START = "2026-11-23T07:58:00+01:00"
 
@@ -90,13 +90,6 @@ def hub(url: str, kind: str) -> list[dict]:
                       key=lambda m: m["timestamp"])
 
 
-async def wait_for_counter(counters, name: str, n: int, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while counters[name] < n:
-        assert time.monotonic() < deadline, f"{name}: {counters[name]} of {n}"
-        await asyncio.sleep(0.05)
-
-
 async def test_a_band_over_ble_reaches_up_and_the_hub_every_event_once_exact(tmp_path, bluez):
     truth = tmp_path / "band.json"
     sim = band(truth, 300, "--bp-at", "08:00,08:02", "--event", "08:01=Palpitations:a flutter after coffee",
@@ -109,8 +102,8 @@ async def test_a_band_over_ble_reaches_up_and_the_hub_every_event_once_exact(tmp
             assert sim.returncode == 0, err
             sent = json.loads(truth.read_text())
             runner = gateway.devices[0]
-            await wait_for_counter(runner.driver.counters, "heart_rates", len(sent["heart_rate"]))
-            await wait_for_counter(runner.pipeline.counters, "readings",
+            await until_count(runner.driver.counters, "heart_rates", len(sent["heart_rate"]))
+            await until_count(runner.pipeline.counters, "readings",
                                    len(sent["blood_pressure"]) + len(sent["cardiac_event"]))
             driver, transport = dict(runner.driver.counters), dict(runner.transport.counters)
             assert await gateway.drain(30)
@@ -180,14 +173,14 @@ async def test_link_loss_and_lost_confirmations_lose_only_live_heart_rate_and_re
         runner = gateway.devices[0]
         try:
             served = asyncio.ensure_future(asyncio.to_thread(serve))
-            await wait_for_counter(runner.transport.counters, "silent_timeouts", 1, timeout=60)
+            await until_count(runner.transport.counters, "silent_timeouts", 1, timeout=60)
             port.stalled.clear()
-            await wait_for_counter(runner.driver.counters, "repeated_readings", 1, timeout=60)
+            await until_count(runner.driver.counters, "repeated_readings", 1, timeout=60)
             port.lose_confirmations(False)
             stats = await served
             sent = stats.sent
-            await wait_for_counter(runner.driver.counters, "heart_rates", len(sent["heart_rate"]))
-            await wait_for_counter(runner.pipeline.counters, "readings", 2)
+            await until_count(runner.driver.counters, "heart_rates", len(sent["heart_rate"]))
+            await until_count(runner.pipeline.counters, "readings", 2)
             driver, transport = dict(runner.driver.counters), dict(runner.transport.counters)
         finally:
             stop.set()
