@@ -139,7 +139,7 @@ class _AcquiredCharacteristic(_Characteristic):
         mtu = min(self._mtu, int(options["mtu"].value)) if "mtu" in options else 23
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         ours.setblocking(False)
-        self.acquired = self.subscribed = True
+        self.acquired = True
         self._on_acquire(ours, mtu)
         asyncio.get_running_loop().call_later(1.0, theirs.close)  # after the reply carried it
         return [theirs.fileno(), mtu]
@@ -203,7 +203,8 @@ class BlePort(Port):
         self.path = f"ble:{adapter}:{name}"
         self.service_uuid, self.frames_uuid, self.name, self.adapter = service_uuid, frames_uuid, name, adapter
         self.payload = mtu - 3
-        self.counters = {"notifications": 0, "bytes": 0, "subscriptions": 0, "dropped_bytes": 0}
+        self.counters = {"notifications": 0, "bytes": 0, "subscriptions": 0, "dropped_bytes": 0, "mtu": mtu,
+                         "confirmed": 0, "unconfirmed": 0, "indications_held": 0}
         self._buffer = bytearray()
         self._lock = threading.Condition()
         self._subscribed = False
@@ -355,14 +356,14 @@ class BlePort(Port):
         if not char.subscribed:
             return False
         if self.stalled.is_set():  # the radio is quiet: no confirmation will come, the device keeps the value
-            self.counters["indications_held"] = self.counters.get("indications_held", 0) + 1
+            self.counters["indications_held"] += 1
             return False
         char.confirmed.clear()
         self._loop.call_soon_threadsafe(char.notify, value)
         if char.confirmed.wait(timeout):
-            self.counters["confirmed"] = self.counters.get("confirmed", 0) + 1
+            self.counters["confirmed"] += 1
             return True
-        self.counters["unconfirmed"] = self.counters.get("unconfirmed", 0) + 1
+        self.counters["unconfirmed"] += 1
         return False
 
     # The Port interface, called from the simulator's thread ---------------------------------
