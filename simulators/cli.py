@@ -66,6 +66,9 @@ def _open_port(args: argparse.Namespace, ble: tuple[str, str, str] | None = None
         return None
 
 
+DRAIN_S = 30.0  # how long the end of a run waits for the reader to take the last bytes
+
+
 def _serve(label: str, port, frames, args: argparse.Namespace, describe: str, faults=None, on_frame=None):
     """Write a model's frames to the port, paced, until the duration or a signal; the run's stats."""
     from simulators.devices.serial_front import run_frames
@@ -89,8 +92,10 @@ def _serve(label: str, port, frames, args: argparse.Namespace, describe: str, fa
         except RuntimeError as exc:  # the BLE front lost BlueZ: say so, do not hang
             print(f"wearable-sim: {exc}", file=sys.stderr)
             return None
-        if not port.drain(timeout=5.0):
-            print("wearable-sim: the reader did not take the last bytes within 5 s", file=sys.stderr)
+        if not port.drain(timeout=DRAIN_S):  # closing a pty discards what its reader has not taken
+            left = port.unread() if hasattr(port, "unread") else "some"
+            print(f"wearable-sim: the reader did not take the last {left} bytes within {DRAIN_S:g} s;"
+                  " closing the port discards them", file=sys.stderr)
     finally:
         port.close()
     if not args.quiet and sys.stderr.isatty():

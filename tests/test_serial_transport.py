@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 
 import pytest
@@ -96,10 +97,6 @@ def test_address_parsing():
 
 async def test_bytes_read_before_the_port_vanishes_are_all_delivered(tmp_path):
     """The device writes its last bytes and goes: every byte the gateway took must come out."""
-    import array
-    import fcntl
-    import termios
-
     port = PtyPort()
     transport = SerialTransport(port.path, backoff_initial=0.02, backoff_max=0.1)
     stream = transport.stream()
@@ -107,13 +104,7 @@ async def test_bytes_read_before_the_port_vanishes_are_all_delivered(tmp_path):
     try:
         assert await next_item(stream) is LINK_UP
         await asyncio.to_thread(port.write, payload, threading.Event())  # the pty holds less than this
-        pending = array.array("i", [0])
-        for _ in range(500):  # wait until the gateway's side has taken every byte from the kernel
-            fcntl.ioctl(port._slave, termios.FIONREAD, pending)
-            if pending[0] == 0:
-                break
-            await asyncio.sleep(0.01)
-        await asyncio.sleep(0.05)
+        assert await asyncio.to_thread(port.drain, 30.0)  # the gateway's side took every byte from the kernel
         port.close()  # the simulator's end of run: drained, then gone
         await asyncio.sleep(0.1)  # the loss is seen before the consumer asks for the bytes
         got = b""
@@ -129,26 +120,98 @@ async def test_bytes_read_before_the_port_vanishes_are_all_delivered(tmp_path):
         await stream.aclose()
 
 
-async def test_a_slow_consumer_pauses_the_port_and_loses_nothing():
-    """Past the high-water mark the port is paused (the kernel and the device wait), then resumed."""
-    from gateway.transports import serial as serial_transport
-
+async def test_the_inbox_limit_holds_the_device_back_and_loses_nothing():
+    """Reading stops while the core has not taken the inbox: the rest waits in the kernel, then comes."""
     port = PtyPort()
     transport = SerialTransport(port.path)
-    stream = transport.stream()
-    payload = bytes(range(251)) * (3 * 4096 + 7)  # ~3 MiB, not a multiple of any buffer
+    transport.inbox.limit = 4096
+    ready = asyncio.Event()
+    transport.inbox.on_ready = ready.set
+    task = asyncio.create_task(transport.run())
+    payload = bytes(range(251)) * 1200  # ~300 KiB, far beyond what the pty and the inbox hold
+    writer = asyncio.create_task(asyncio.to_thread(port.write, payload, threading.Event()))
     try:
-        assert await next_item(stream) is LINK_UP
-        writer = asyncio.create_task(asyncio.to_thread(port.write, payload, threading.Event()))
-        await asyncio.sleep(0.5)  # nobody consumes: the queue fills to the mark and the port pauses
-        assert not writer.done()  # the device is held back, not its bytes dropped
-        assert serial_transport.HIGH_WATER < transport.buffered < serial_transport.HIGH_WATER + 65536
+        await asyncio.wait_for(ready.wait(), 10)
+        deadline = asyncio.get_running_loop().time() + 10
+        while transport.inbox.bytes < 4096:  # nobody takes: the inbox fills to its limit and reading stops
+            assert asyncio.get_running_loop().time() < deadline, transport.inbox.bytes
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)
+        assert transport.inbox.bytes == 4096 and transport.counters["paused"] >= 1
+        assert not writer.done()  # the device is held back, its bytes not dropped
         got = bytearray()
         while len(got) < len(payload):
-            got += await next_item(stream)
+            items = transport.inbox.take()
+            got += b"".join(i for i, _ in items if isinstance(i, bytes))
+            assert all(len(i) <= 4096 for i, _ in items if isinstance(i, bytes))
+            await asyncio.sleep(0.001)
         await writer
         assert bytes(got) == payload
     finally:
         await transport.close()
+        await asyncio.wait_for(task, 10)
+        port.close()
+
+
+async def test_bytes_the_device_sent_before_the_open_are_read_not_flushed():
+    """The device streamed while the gateway was down: what the pty holds is the gateway's to read."""
+    port = PtyPort()
+    early = bytes(range(256)) * 40  # 10 KiB, written with no reader
+    assert port.write(early, threading.Event())
+    transport = SerialTransport(port.path)
+    stream = transport.stream()
+    try:
+        assert await next_item(stream) is LINK_UP
+        assert await read_exactly(stream, len(early)) == early
+    finally:
+        await transport.close()
         await stream.aclose()
         port.close()
+
+
+async def test_the_simulator_starts_when_the_gateway_opens_its_port():
+    port = PtyPort()
+    transport = SerialTransport(port.path)
+    waiter = asyncio.create_task(asyncio.to_thread(port.wait_for_reader, None, 10.0))
+    await asyncio.sleep(0.2)
+    assert not waiter.done()  # nobody has opened the port yet
+    stream = transport.stream()
+    try:
+        assert await next_item(stream) is LINK_UP
+        assert await asyncio.wait_for(waiter, 10) is True
+    finally:
+        await transport.close()
+        await stream.aclose()
+        port.close()
+
+
+async def test_a_port_that_keeps_failing_logs_one_line_per_change_of_state(tmp_path, caplog):
+    link = tmp_path / "flaky"
+    transport = SerialTransport(str(link), backoff_initial=0.01, backoff_max=0.02)
+    stream = transport.stream()
+    caplog.set_level(logging.DEBUG, logger="gateway.transports.serial")
+    port = None
+    try:
+        pending = asyncio.ensure_future(next_item(stream))
+        deadline = asyncio.get_running_loop().time() + 10
+        while transport.counters["open_failures"] < 20:  # absent: many attempts, one warning
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.01)
+        port = PtyPort(link=link)
+        assert await asyncio.wait_for(pending, 10) is LINK_UP
+        port.write(b"data", threading.Event())
+        assert await read_exactly(stream, 4) == b"data"
+        lines = [r for r in caplog.records if r.levelno >= logging.INFO]
+        assert [r.levelname for r in lines] == ["WARNING", "INFO"], [r.getMessage() for r in lines]
+        assert "cannot open" in lines[0].getMessage() and "reading again" in lines[1].getMessage()
+        assert not any(r.exc_info for r in caplog.records)
+    finally:
+        await transport.close()
+        await stream.aclose()
+        if port:
+            port.close()
+
+
+def test_an_impossible_baud_rate_is_refused_at_once():
+    with pytest.raises(OSError, match="unsupported baud rate 12345"):
+        SerialTransport("/dev/ttyUSB0", baudrate=12345)

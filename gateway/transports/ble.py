@@ -6,15 +6,16 @@ adapter the address names (`ble://AA:BB:CC:DD:EE:FF?adapter=hci0`, `ble://any?se
 
 Connection state machine: scan -> connect -> read the characteristics the driver reads once per
 connection (device information, local time; a missing one is skipped) -> subscribe to every
-characteristic the driver streams from -> stream. Each read value and notification is yielded
-as a `Notification`: bytes tagged with its characteristic. A reconnect first tries the device
+characteristic the driver streams from -> stream. Each read value and notification goes into the
+inbox as a `Notification`: bytes tagged with its characteristic. A reconnect first tries the device
 BlueZ already knows, then scans again. The link is lost on bleak's disconnected callback, or
 when a connected device stays silent for `silent_s` (a watchdog: a wedged link reports
 nothing). Then LINK_DOWN is
-yielded after every notification already received, and the transport scans, connects and
+put in the inbox after every notification already received, and the transport scans, connects and
 re-subscribes again with capped exponential backoff and jitter. Gaps are the driver's to find
-(sequence numbers or timestamps in the data). Notifications cannot be paused, so they are
-queued without a bound: a device's rate is small, and dropping them would lose data.
+(sequence numbers or timestamps in the data). Notifications cannot be paused, so the inbox's
+limit does not hold them back: a device's rate is small (the core takes the inbox at every
+tick), and dropping them would lose data.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from collections.abc import AsyncIterator, Iterable
 from bleak import BleakClient, BleakScanner
 from bleak.exc import BleakCharacteristicNotFoundError, BleakError
 
-from gateway.transports.base import LINK_DOWN, LINK_UP, LinkEvent, Notification, Transport
+from gateway.transports.base import LINK_DOWN, LINK_UP, Notification, Transport
 
 log = logging.getLogger(__name__)
 
@@ -134,8 +135,8 @@ class BleTransport(Transport):
         except (BleakError, asyncio.TimeoutError, OSError, EOFError):
             pass
 
-    async def stream(self) -> AsyncIterator[bytes | LinkEvent]:
-        """Notifications (reads first after each connect) and link events until close()."""
+    async def run(self) -> None:
+        """Put notifications (reads first after each connect) and link events in the inbox until close()."""
         delay = self.backoff_initial
         failing = 0
         while not self._closed.is_set():
@@ -158,18 +159,18 @@ class BleTransport(Transport):
             self.connected = True
             log.info("%s: connected (ATT MTU %s), notifications on %s", self.address, self.mtu,
                      ", ".join(self.characteristics))
-            yield LINK_UP
+            self.inbox.put(LINK_UP)
             try:
                 async for item in self._notifications(queue):
                     self.counters["notifications"] += 1
                     self.counters["bytes"] += len(item)
-                    yield item
+                    self.inbox.put(item)
             finally:
                 self.connected = False
                 client, self._client = self._client, None
                 if client is not None:
                     await self._disconnect(client)
-            yield LINK_DOWN
+            self.inbox.put(LINK_DOWN)
 
     async def _notifications(self, queue: asyncio.Queue) -> AsyncIterator[Notification]:
         """Notifications until the link is lost, goes silent, or the transport is closed."""

@@ -28,6 +28,7 @@ from simulators.devices.faults import FaultInjector
 from simulators.devices.kardiamobile import SimFrame
 
 TIOCPKT_FLUSHREAD = getattr(termios, "TIOCPKT_FLUSHREAD", 1)
+TIOCPKT_FLUSHWRITE = getattr(termios, "TIOCPKT_FLUSHWRITE", 2)
 
 
 class Port:
@@ -56,12 +57,30 @@ class Port:
         """Release the port."""
 
 
+def wait_fd(fd: int, events: int, timeout: float) -> bool:
+    """poll() one descriptor (any number, unlike select()); True if an event came within timeout s."""
+    poller = select.poll()
+    poller.register(fd, events)
+    return bool(poller.poll(timeout * 1000))
+
+
+def pty_unread(slave: int) -> int:
+    """Bytes waiting on a pty's slave side, counting those still in the tty's flip buffer."""
+    poller = select.poll()  # not select(): descriptors above 1024 are common with many ports
+    poller.register(slave, select.POLLIN)
+    poller.poll(0)  # n_tty_poll pushes the flip buffer into the line discipline
+    pending = array.array("i", [0])
+    fcntl.ioctl(slave, termios.FIONREAD, pending)
+    return pending[0]
+
+
 class PtyPort(Port):
     """A pseudo-terminal: the simulator writes the master; the gateway opens `path` (the slave).
 
-    Packet mode is on, so the master learns when a reader flushes its input (as pyserial does
-    when it opens a port): `wait_for_reader` lets the device start then, as a USB CDC device
-    starts when the host opens it, instead of writing bytes the reader's open would discard.
+    Packet mode is on, so the master learns when a reader flushes a queue at open: the gateway's
+    transport flushes its (empty) output queue, pyserial flushes its input. `wait_for_reader` lets
+    the device start then, as a USB CDC device starts when the host opens it, instead of writing
+    bytes that a pyserial reader's open would discard.
     """
 
     def __init__(self, link: str | Path | None = None) -> None:
@@ -79,19 +98,18 @@ class PtyPort(Port):
         self.path = str(self.link or self.tty_path)
 
     def wait_for_reader(self, stop: threading.Event | None = None, timeout: float | None = None) -> bool:
-        """Block until a reader opened the port and flushed its input; False if stopped or timed out."""
+        """Block until a reader opened the port and flushed a queue; False if stopped or timed out."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while not (stop and stop.is_set()):
             if deadline is not None and time.monotonic() > deadline:
                 return False
-            ready, _, _ = select.select([self.master], [], [], 0.1)
-            if not ready:
+            if not wait_fd(self.master, select.POLLIN, 0.1):
                 continue
             try:
                 status = os.read(self.master, 4096)
             except (BlockingIOError, OSError):
                 continue
-            if status and status[0] & TIOCPKT_FLUSHREAD:
+            if status and status[0] & (TIOCPKT_FLUSHREAD | TIOCPKT_FLUSHWRITE):
                 return True
         return False
 
@@ -99,20 +117,26 @@ class PtyPort(Port):
         try:
             return os.write(self.master, view)
         except BlockingIOError:  # the pty buffer is full: the reader is behind
-            select.select([], [self.master], [], 0.1)
+            wait_fd(self.master, select.POLLOUT, 0.1)
             return 0
 
     def drain(self, timeout: float = 5.0) -> bool:
-        """Wait until the reader has taken every byte (closing the pty would discard them)."""
+        """Wait until the reader has taken every byte (closing the pty would discard them); False on timeout.
+
+        FIONREAD counts only what the line discipline holds: bytes just written may still sit in
+        the tty's flip buffer, uncounted (seen here 19 times in 20). A poll() of the slave first
+        makes the kernel push them (n_tty_poll flushes the buffer work), so a zero is exact.
+        """
         deadline = time.monotonic() + timeout
-        pending = array.array("i", [0])
-        while True:
-            fcntl.ioctl(self._slave, termios.FIONREAD, pending)
-            if pending[0] == 0:
-                return True
+        while self.unread():
             if time.monotonic() > deadline:
                 return False
             time.sleep(0.01)
+        return True
+
+    def unread(self) -> int:
+        """Bytes written that no reader has taken yet (exact, as in drain())."""
+        return pty_unread(self._slave)
 
     def close(self) -> None:
         """Close both ends: the gateway sees the port vanish."""
