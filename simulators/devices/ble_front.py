@@ -38,10 +38,12 @@ APP_PATH = "/org/wearablegateway/sim"
 DEFAULT_MTU = 23
 FLUSH_S = 0.125
 MAX_BUFFER = 64 * 1024  # bytes a writer may get ahead of the notifications
-PACE_EVERY = 8  # notifications between round trips to the bus: flow control, since dbus-fast's writer
+PACE_EVERY = 8  # notifications between round trips to BlueZ: flow control, since dbus-fast's writer
 #                 gives up the connection when the socket is full instead of waiting
-PING = dict(destination="org.freedesktop.DBus", path="/org/freedesktop/DBus", interface="org.freedesktop.DBus.Peer",
-            member="Ping")
+# Peer.Ping to BlueZ itself (libdbus and dbus-fast answer it on every connection): its answer comes
+# after BlueZ has read every notification sent before it, not only the bus daemon. Pinging the bus
+# daemon alone let a slow BlueZ (BlueZoo on a loaded machine) fall behind until the socket filled.
+PING = dict(destination="org.bluez", path="/", interface="org.freedesktop.DBus.Peer", member="Ping")
 
 
 class _Service(ServiceInterface):
