@@ -27,6 +27,7 @@ Paths are the vendor's (`/hexoskin/api/v1/record/` is https://api.hexoskin.com/a
 from __future__ import annotations
 
 import json
+import threading
 from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any
@@ -96,6 +97,7 @@ class HexoskinEmulator:
                  require_signature: bool = True, clock=now) -> None:
         self.store = store
         self.clock = clock
+        self._upload_lock = threading.Lock()
         accounts = parse_users(users)
         for email, (_, first, last) in accounts.items():
             store.ensure_user(email, first, last)
@@ -371,6 +373,13 @@ class HexoskinEmulator:
         return await run_in_threadpool(self._store_upload, request, user, ref, series, key, body)
 
     def _store_upload(self, request: Request, user: User, ref, series, key, body: bytes) -> Response:
+        # Uploads run in worker threads: finding or creating the session's record and moving its end
+        # are read-then-write, so concurrent uploads of one session (a client sending its channels at
+        # once) would make two records or lose an end. One upload at a time.
+        with self._upload_lock:
+            return self._store_upload_locked(request, user, ref, series, key, body)
+
+    def _store_upload_locked(self, request: Request, user: User, ref, series, key, body: bytes) -> Response:
         if isinstance(ref, dict):
             rec = self.store.find_record(user.id, ref["device"], ref["start"])
             if rec is None:
