@@ -5,12 +5,16 @@
     log_level = "INFO"
     log_format = "text"               # "text": one line per event; "json": one JSON object per line
     drain_on_stop = 5.0               # on SIGTERM, seconds the uplinks get to deliver the last packages
+    packaging = "worker"              # "worker": analysis and bodies in a worker process; "inline": on the loop
+    packaging_timeout = 60.0          # seconds a window may take in the worker before it goes without analysis
 
     [spool]
     path = "/var/lib/wearable-gateway/spool.db"   # relative paths are relative to this file
     sync = "full"                     # "full": fsync every commit; "normal": survives crashes, not power cuts
-    journal_interval = 1.0            # seconds of samples at most held only in RAM
-    max_mb = 0                        # cap on what the spool holds (0: no cap); waveforms give way first
+    journal_interval = 1.0            # seconds of signal a crash may lose at most (what is read, not yet durable)
+    commit_interval = 0.05            # seconds between group commits (every device's changes in one)
+    max_mb = 0                        # cap on the spool's files on disk (0: no cap); waveforms give way first
+    ram_mb = 64                       # what is held in RAM while the spool is full, before reading pauses
 
     [status]                          # the status page, /metrics and /api/status
     listen = "127.0.0.1:8765"         # loopback by default; another address needs a password
@@ -20,6 +24,7 @@
     type = "kardia"
     base_url = "https://api.kardia.com"
     api_key_env = "KARDIA_API_KEY"    # or api_key = "..." (the environment is preferred)
+    in_flight = 4                     # uploads at once (HTTP keep-alive); every uplink type takes it
 
     [uplinks.hub]                     # optional: every device's summaries in one Human API style hub
     type = "humanapi"
@@ -81,6 +86,7 @@ DEFAULT_RECORDING_SECONDS = {"upband": 60.0}  # else 30
 # Further settings an uplink type needs: plain ones, then secrets (literal or <name>_env).
 EXTRA = {"hexoskin": (("user", "api_key"), ("api_secret",))}
 SYNC_MODES = ("full", "normal")
+PACKAGING_MODES = ("worker", "inline")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LOG_FORMATS = ("text", "json")
 DEFAULT_STATUS_LISTEN = "127.0.0.1:8765"
@@ -104,6 +110,8 @@ class SpoolConfig:
     sync: str = "full"
     journal_interval: float = 1.0
     max_bytes: int = 0  # 0: no cap
+    commit_interval: float = 0.05
+    ram_bytes: int = 64_000_000
 
 
 @dataclass
@@ -132,6 +140,7 @@ class UplinkConfig:
     credential: str = field(repr=False, default="")  # API key (kardia), token (humanapi, up), password (hexoskin)
     timeout: float = 30.0
     extra: dict[str, str] = field(repr=False, default_factory=dict)  # hexoskin: user, api_key, api_secret
+    in_flight: int = 4
 
     def secrets(self) -> list[str]:
         """Credential values, so logs can be checked never to contain them."""
@@ -163,6 +172,8 @@ class Config:
     source: str = "<memory>"
     log_format: str = "text"
     status: StatusConfig = field(default_factory=StatusConfig)
+    packaging: str = "worker"
+    packaging_timeout: float = 60.0
 
     def secrets(self) -> list[str]:
         """Every credential in the configuration (the logs must never show one)."""
@@ -246,7 +257,8 @@ def parse(data: Mapping[str, Any], base_dir: Path, env: Mapping[str, str] | None
     c.unknown(data, {"gateway", "spool", "uplinks", "devices", "status"}, "")
 
     gw = c.table(data, "gateway", "gateway", required=False)
-    c.unknown(gw, {"timezone", "log_level", "log_format", "drain_on_stop"}, "gateway")
+    c.unknown(gw, {"timezone", "log_level", "log_format", "drain_on_stop", "packaging", "packaging_timeout"},
+              "gateway")
     tz = None
     tz_name = c.string(gw, "timezone", "gateway", required=False)
     if tz_name:
@@ -257,14 +269,25 @@ def parse(data: Mapping[str, Any], base_dir: Path, env: Mapping[str, str] | None
     log_level = c.choice(gw, "log_level", "gateway", LOG_LEVELS, "INFO")
     log_format = c.choice(gw, "log_format", "gateway", LOG_FORMATS, "text")
     drain_on_stop = c.number(gw, "drain_on_stop", "gateway", 5.0, 0.0, 300.0)
+    packaging = c.choice(gw, "packaging", "gateway", PACKAGING_MODES, "worker")
+    packaging_timeout = c.number(gw, "packaging_timeout", "gateway", 60.0, 1.0, 3600.0)
 
     sp = c.table(data, "spool", "spool")
-    c.unknown(sp, {"path", "sync", "journal_interval", "max_mb"}, "spool")
+    c.unknown(sp, {"path", "sync", "journal_interval", "commit_interval", "max_mb", "ram_mb"}, "spool")
     spool_path = c.string(sp, "path", "spool") or "spool.db"
+    journal_interval = c.number(sp, "journal_interval", "spool", 1.0, 0.05, 60.0)
+    commit_interval = c.number(sp, "commit_interval", "spool", min(0.05, journal_interval / 4), 0.005, 60.0)
+    if commit_interval > journal_interval / 2:
+        c.err("spool.commit_interval", f"must be at most half of journal_interval ({journal_interval / 2:g} s),"
+              " or a crash could lose more than journal_interval")
     spool = SpoolConfig(path=(base_dir / spool_path).resolve() if not Path(spool_path).is_absolute() else Path(spool_path),
                         sync=c.choice(sp, "sync", "spool", SYNC_MODES, "full"),
-                        journal_interval=c.number(sp, "journal_interval", "spool", 1.0, 0.05, 60.0),
-                        max_bytes=int(c.number(sp, "max_mb", "spool", 0.0, 0.0, 1e6) * 1_000_000))
+                        journal_interval=journal_interval,
+                        max_bytes=int(c.number(sp, "max_mb", "spool", 0.0, 0.0, 1e6) * 1_000_000),
+                        commit_interval=commit_interval,
+                        ram_bytes=int(c.number(sp, "ram_mb", "spool", 64.0, 1.0, 4096.0) * 1_000_000))
+    if spool.max_bytes and spool.max_bytes < 1_000_000:
+        c.err("spool.max_mb", "must be 0 (no cap) or at least 1 MB: the WAL alone needs a share of it")
     status = _status(c, c.table(data, "status", "status", required=False), env)
 
     uplinks: dict[str, UplinkConfig] = {}
@@ -277,7 +300,7 @@ def parse(data: Mapping[str, Any], base_dir: Path, env: Mapping[str, str] | None
             c.err(path, "name must be letters, digits, '.', '_' or '-'")
         cred = CREDENTIAL.get(up.get("type"), "api_key")
         plain, secret_names = EXTRA.get(up.get("type"), ((), ()))
-        c.unknown(up, {"type", "base_url", cred, f"{cred}_env", "timeout", *plain, *secret_names,
+        c.unknown(up, {"type", "base_url", cred, f"{cred}_env", "timeout", "in_flight", *plain, *secret_names,
                        *(f"{n}_env" for n in secret_names)}, path)
         utype = c.choice(up, "type", path, UPLINK_TYPES, UPLINK_TYPES[0]) if "type" in up else None
         if utype is None:
@@ -291,7 +314,8 @@ def parse(data: Mapping[str, Any], base_dir: Path, env: Mapping[str, str] | None
         extra = {n: c.string(up, n, path) or "" for n in plain}
         extra.update({n: _secret(c, up, n, path, env) or "" for n in secret_names})
         uplinks[name] = UplinkConfig(name, utype or "", base_url or "", secret or "",
-                                     c.number(up, "timeout", path, 30.0, 0.1, 600.0), extra)
+                                     c.number(up, "timeout", path, 30.0, 0.1, 600.0), extra,
+                                     int(c.number(up, "in_flight", path, 4, 1, 64)))
 
     devices: list[DeviceConfig] = []
     raw_devices = data.get("devices", [])
@@ -342,9 +366,16 @@ def parse(data: Mapping[str, Any], base_dir: Path, env: Mapping[str, str] | None
                                     c.number(dev, "recording_seconds", path,
                                              DEFAULT_RECORDING_SECONDS.get(driver or "", 30.0), 1.0, 300.0)))
 
+    if not c.errors:  # what can be known of the spool's file before opening it
+        from gateway.spool import check_path
+
+        problem = check_path(spool.path)
+        if problem:
+            c.err("spool.path", problem)
     if c.errors:
         raise ConfigError(source, c.errors)
-    return Config(spool, uplinks, devices, tz, log_level, drain_on_stop, source, log_format, status)
+    return Config(spool, uplinks, devices, tz, log_level, drain_on_stop, source, log_format, status, packaging,
+                  packaging_timeout)
 
 
 def _status(c: _Checker, st: Mapping[str, Any], env: Mapping[str, str]) -> StatusConfig:

@@ -1,21 +1,26 @@
-"""The gateway daemon: one task per device (transport -> driver -> pipeline), one per uplink.
+"""The gateway daemon: transports read into inboxes, one ingest loop ticks every device into one
+group commit, a worker process packages windows, one task per uplink delivers.
 
 Failure policy: bad bytes and even a driver bug are counted and dropped (the device keeps
-running); a spool that cannot commit is fatal: the daemon stops and exits non-zero, and the
-journal lets the restarted daemon (systemd's Restart=) lose nothing that was durable.
+running); a spool that has no room (its cap, a full disk) keeps changes in RAM up to a bound and
+then stops reading devices until it has room again; a spool that fails otherwise is fatal: the
+daemon stops and exits non-zero, and the journal lets the restarted daemon (systemd's
+Restart=) lose nothing that was durable.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import resource
 import time
-from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from gateway import __version__, drivers
 from gateway.config import Config, DeviceConfig, UplinkConfig
-from gateway.drivers.base import Driver, bad_frames
+from gateway.ingest import DeviceRunner, Ingest
 from gateway.logs import RecentErrors
 from gateway.metrics import GatewayMetrics
 from gateway.packagers.base import Packager
@@ -23,11 +28,12 @@ from gateway.packagers.hexoskin import HexoskinDataPackager
 from gateway.packagers.humanapi import HubEcgPackager, HubVitalsPackager
 from gateway.packagers.kardia import KardiaRecordingPackager
 from gateway.packagers.up import UpCardiacEventPackager
+from gateway.packagers.worker import PackagingWorker
 from gateway.pipeline import DevicePipeline
-from gateway.spool import AsyncSpool
+from gateway.spool import AsyncSpool, SpoolFull
 from gateway.status.server import StatusServer
 from gateway.systemd import Notifier
-from gateway.transports import LINK_DOWN, LinkEvent, Transport, open_transport
+from gateway.transports import open_transport
 from gateway.uplinks.base import Uplink
 from gateway.uplinks.hexoskin import HexoskinUplink
 from gateway.uplinks.humanapi import HumanApiUplink
@@ -36,21 +42,28 @@ from gateway.uplinks.up import UpUplink
 
 log = logging.getLogger(__name__)
 
-STOP_TIMEOUT = 10.0  # seconds a device task gets to finish its last chunk at stop
+__all__ = ["DeviceRunner", "Gateway", "build_packagers", "build_uplink", "run"]
+
+STOP_TIMEOUT = 10.0  # seconds the transports get to hand over what they read, at stop
+SPOOL_WAIT_S = 5.0  # between attempts to open a spool whose disk is full at start
+MIN_INBOX_BYTES = 64
 
 
 def build_uplink(cfg: UplinkConfig) -> Uplink:
     """The uplink worker for one configured uplink."""
     if cfg.type == "kardia":
-        return KardiaUplink(cfg.name, cfg.base_url, cfg.credential, timeout=cfg.timeout)
-    if cfg.type == "humanapi":
-        return HumanApiUplink(cfg.name, cfg.base_url, cfg.credential, timeout=cfg.timeout)
-    if cfg.type == "up":
-        return UpUplink(cfg.name, cfg.base_url, cfg.credential, timeout=cfg.timeout)
-    if cfg.type == "hexoskin":
-        return HexoskinUplink(cfg.name, cfg.base_url, cfg.extra["user"], cfg.credential, cfg.extra["api_key"],
-                              cfg.extra["api_secret"], timeout=cfg.timeout)
-    raise ValueError(f"unknown uplink type {cfg.type!r}")
+        up: Uplink = KardiaUplink(cfg.name, cfg.base_url, cfg.credential, timeout=cfg.timeout)
+    elif cfg.type == "humanapi":
+        up = HumanApiUplink(cfg.name, cfg.base_url, cfg.credential, timeout=cfg.timeout)
+    elif cfg.type == "up":
+        up = UpUplink(cfg.name, cfg.base_url, cfg.credential, timeout=cfg.timeout)
+    elif cfg.type == "hexoskin":
+        up = HexoskinUplink(cfg.name, cfg.base_url, cfg.extra["user"], cfg.credential, cfg.extra["api_key"],
+                            cfg.extra["api_secret"], timeout=cfg.timeout)
+    else:
+        raise ValueError(f"unknown uplink type {cfg.type!r}")
+    up.in_flight = cfg.in_flight
+    return up
 
 
 def build_packagers(device: DeviceConfig, config: Config) -> list[Packager]:
@@ -71,23 +84,18 @@ def build_packagers(device: DeviceConfig, config: Config) -> list[Packager]:
     return out
 
 
-@dataclass
-class DeviceRunner:
-    """One configured device's live parts."""
-
-    config: DeviceConfig
-    transport: Transport
-    driver: Driver
-    pipeline: DevicePipeline
-    last_data: float | None = None
-
-    def status(self) -> dict[str, Any]:
-        """Link state, counters and streams."""
-        return {"name": self.config.name, "driver": self.config.driver, "transport": self.transport.address,
-                "connected": self.transport.connected, "last_data": self.last_data,
-                "bad_frames": bad_frames(self.driver.counters),
-                "transport_counters": dict(self.transport.counters), "driver_counters": dict(self.driver.counters),
-                "pipeline_counters": dict(self.pipeline.counters), "streams": self.pipeline.status()}
+def raise_open_file_limit() -> int:
+    """Raise this process's soft descriptor limit to its hard limit (a port is one descriptor); return it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        hard = max(soft, 1 << 20)
+    if soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            return hard
+        except (ValueError, OSError):
+            pass
+    return soft
 
 
 class Gateway:
@@ -102,33 +110,49 @@ class Gateway:
         self.started_at = time.time()
         self._watchdog_task: asyncio.Task | None = None
         self.spool: AsyncSpool | None = None
+        self.worker = PackagingWorker("inline" if config.packaging == "inline" else "process",
+                                      timeout=config.packaging_timeout)
         self.uplinks: dict[str, Uplink] = {}
         self.devices: list[DeviceRunner] = []
+        self.ingest: Ingest | None = None
         self._stop_devices = asyncio.Event()
         self._stop_uplinks = asyncio.Event()
-        self._device_tasks: list[asyncio.Task] = []
+        self._transport_tasks: list[asyncio.Task] = []
         self._uplink_tasks: list[asyncio.Task] = []
-        self._tick_task: asyncio.Task | None = None
+        self._ingest_task: asyncio.Task | None = None
         self.fatal: BaseException | None = None
         self.stopped = False
 
     async def start(self) -> None:
-        """Open the spool, recover what a previous run left, start uplinks and devices."""
+        """Open the spool, recover what a previous run left, start uplinks, devices and the ingest."""
         cfg = self.config
-        self.spool = AsyncSpool(cfg.spool.path, cfg.spool.sync, cfg.spool.max_bytes)
+        limit = raise_open_file_limit()
+        if len(cfg.devices) * 2 + 64 > limit:
+            log.warning("%d devices need about %d file descriptors; this process may open %d (raise LimitNOFILE=)",
+                        len(cfg.devices), len(cfg.devices) * 2 + 64, limit)
+        self.spool = await self._open_spool()
+        if self.spool is None:  # asked to stop while waiting for disk space
+            return
+        self.spool.on_result = lambda r: self.metrics.commit.observe_many(np.array([r.seconds]))
+        known = await self.spool.read(self.spool.reader.streams)
         for up in cfg.uplinks.values():
             uplink = build_uplink(up)
             self.uplinks[up.name] = uplink
             self.spool.on_commit(uplink.wake)
             uplink.on_ack = self.metrics.acked.labels(up.name).observe
         for dev in cfg.devices:
-            pipeline = DevicePipeline(dev.name, build_packagers(dev, cfg), self.spool, cfg.spool.journal_interval)
-            pipeline.on_durable = self.metrics.durable.labels(dev.name).observe
+            pipeline = DevicePipeline(dev.name, build_packagers(dev, cfg), self.worker,
+                                      {k: s for k, s in known.items() if s.device == dev.name})
             driver_cls = drivers.load(dev.driver)
             driver = driver_cls()
             driver.local_zone = cfg.timezone
             transport = open_transport(dev.transport, driver_cls.ble_notify, driver_cls.ble_read)
+            # What has left the kernel and is not yet durable stays within journal_interval of signal.
+            transport.inbox.limit = max(MIN_INBOX_BYTES, int(driver_cls.bytes_per_second
+                                                             * cfg.spool.journal_interval / 4))
             self.devices.append(DeviceRunner(dev, transport, driver, pipeline))
+        self.ingest = Ingest(self.devices, self.spool, cfg.spool.commit_interval, cfg.spool.ram_bytes,
+                             self.metrics.durable.observe_many, self.metrics.tick.observe_many)
         logging.getLogger().addHandler(self.errors)
         if cfg.status.enabled:  # first: a taken port should stop the start before any device is read
             self.status_server = StatusServer(self, cfg.status.host, cfg.status.port, cfg.status.password)
@@ -143,61 +167,71 @@ class Gateway:
             self._uplink_tasks.append(asyncio.create_task(uplink.run(self.spool, self._stop_uplinks),
                                                           name=f"uplink {uplink.name}"))
         for runner in self.devices:
-            self._device_tasks.append(asyncio.create_task(self._run_device(runner), name=f"device {runner.config.name}"))
-        self._tick_task = asyncio.create_task(self._tick(), name="journal tick")
+            self._transport_tasks.append(asyncio.create_task(self._run_transport(runner),
+                                                             name=f"transport {runner.config.name}"))
+        self._ingest_task = asyncio.create_task(self._run_ingest(), name="ingest")
         self._watchdog_task = asyncio.create_task(self.notifier.watchdog(), name="systemd watchdog")
-        log.info("gateway started: %d device(s), %d uplink(s), spool %s (sync=%s)", len(self.devices),
-                 len(self.uplinks), cfg.spool.path, cfg.spool.sync)
+        log.info("gateway started: %d device(s), %d uplink(s), spool %s (sync=%s, commit every %g s), packaging %s",
+                 len(self.devices), len(self.uplinks), cfg.spool.path, cfg.spool.sync, cfg.spool.commit_interval,
+                 cfg.packaging)
         self.notifier.ready(f"{len(self.devices)} device(s), {len(self.uplinks)} uplink(s)")
+
+    async def _open_spool(self) -> AsyncSpool | None:
+        """The spool; while its disk is too full to open it, wait (one line): a restart loop would not help.
+        None if a stop is requested meanwhile."""
+        said = False
+        while not self._stop_devices.is_set():
+            try:
+                return await asyncio.to_thread(AsyncSpool, self.config.spool.path, self.config.spool.sync,
+                                               self.config.spool.max_bytes)
+            except SpoolFull as exc:
+                if not said:
+                    log.error("%s; waiting for disk space, trying again every %.0f s", exc, SPOOL_WAIT_S)
+                    said = True
+                self.notifier.status(f"waiting for disk space for the spool: {exc}")
+                try:
+                    await asyncio.wait_for(self._stop_devices.wait(), SPOOL_WAIT_S)
+                except asyncio.TimeoutError:
+                    pass
+        return None
 
     async def _recover(self) -> None:
         assert self.spool is not None
         by_name = {r.config.name: r.pipeline for r in self.devices}
-        for rec in await self.spool.call(self.spool.spool.recover):
+        for rec in await self.spool.read(self.spool.reader.recover):
             pipeline = by_name.get(rec.stream.device)
             if pipeline is None:
                 log.error("spool holds journaled samples of %s for device %r, which is no longer configured;"
                           " they stay in the spool", rec.stream.key, rec.stream.device)
                 continue
-            await pipeline.recover(rec)
+            pipeline.recover(rec)
 
-    async def _run_device(self, runner: DeviceRunner) -> None:
-        stream = runner.transport.stream()
+    async def _run_transport(self, runner: DeviceRunner) -> None:
         try:
-            async for item in stream:
-                if isinstance(item, LinkEvent):
-                    if item is LINK_DOWN:
-                        await runner.pipeline.handle(runner.driver.link_lost())
-                    continue
-                now = time.time()
-                runner.last_data = now
-                try:
-                    events = runner.driver.feed(item, now)
-                except Exception:  # a driver bug must not take the device (or the daemon) down
-                    runner.driver.counters["driver_errors"] += 1
-                    log.exception("device %s: driver %s failed on %d bytes; dropped them", runner.config.name,
-                                  runner.config.driver, len(item))
-                    runner.driver.link_lost()
-                    continue
-                await runner.pipeline.handle(events)
+            await runner.transport.run()
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # a transport must never end by itself: that is a bug
+            self._fail(exc, f"transport of device {runner.config.name}")
+
+    async def _run_ingest(self) -> None:
+        assert self.ingest is not None and self.spool is not None
+        writer_watch = asyncio.ensure_future(self._watch_spool())
+        try:
+            await self.ingest.run()
         except asyncio.CancelledError:
             raise
         except BaseException as exc:
-            self._fail(exc, f"device {runner.config.name}")
+            self._fail(exc, "ingest")
         finally:
-            await stream.aclose()
+            writer_watch.cancel()
 
-    async def _tick(self) -> None:
-        interval = self.config.spool.journal_interval / 2
-        try:
-            while True:
-                await asyncio.sleep(interval)
-                for runner in self.devices:
-                    await runner.pipeline.tick()
-        except asyncio.CancelledError:
-            raise
-        except BaseException as exc:
-            self._fail(exc, "journal tick")
+    async def _watch_spool(self) -> None:
+        """A spool that fails for anything but room is fatal."""
+        assert self.spool is not None
+        while self.spool.fatal is None:
+            await self.spool.progress()
+        self._fail(self.spool.fatal, "spool")
 
     def _fail(self, exc: BaseException, where: str) -> None:
         log.critical("%s: %s: %s; stopping the gateway (the spool keeps everything committed)", where,
@@ -222,20 +256,20 @@ class Gateway:
         self.notifier.stopping()
         self._stop_devices.set()
         for runner in self.devices:
-            await runner.transport.close()  # each stream ends after the chunk in hand...
-        # ...which its task still decodes and commits: cancelling mid-commit would lose it.
-        done, late = await asyncio.wait(self._device_tasks, timeout=STOP_TIMEOUT) if self._device_tasks else ((), ())
+            await runner.transport.close()  # each hands over what it read, then ends
+        done, late = (await asyncio.wait(self._transport_tasks, timeout=STOP_TIMEOUT)
+                      if self._transport_tasks else ((), ()))
         for task in late:
             log.error("%s did not stop within %.0f s; cancelled", task.get_name(), STOP_TIMEOUT)
             task.cancel()
-        await asyncio.gather(*self._device_tasks, return_exceptions=True)
-        if self._tick_task:
-            self._tick_task.cancel()
-            await asyncio.gather(self._tick_task, return_exceptions=True)
-        if self.fatal is None:
-            for runner in self.devices:
-                await runner.pipeline.close()
-        if drain_timeout > 0:
+        await asyncio.gather(*self._transport_tasks, return_exceptions=True)
+        if self.ingest is not None:
+            await self.ingest.stop()
+        if self._ingest_task is not None:
+            await asyncio.gather(self._ingest_task, return_exceptions=True)
+        if self.fatal is None and self.ingest is not None:
+            await self.ingest.finish(self.config.packaging_timeout + 5)
+        if drain_timeout > 0 and self.fatal is None:
             await self.drain(drain_timeout)
         self._stop_uplinks.set()
         await asyncio.gather(*self._uplink_tasks, return_exceptions=True)
@@ -244,6 +278,7 @@ class Gateway:
         if self._watchdog_task is not None:
             self._watchdog_task.cancel()
             await asyncio.gather(self._watchdog_task, return_exceptions=True)
+        await self.worker.close()
         if self.spool is not None:
             await self.spool.close()
         logging.getLogger().removeHandler(self.errors)
@@ -255,7 +290,8 @@ class Gateway:
         assert self.spool is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            backlog = (await self.spool.call(self.spool.spool.stats))["uplinks"]
+            await self.spool.flush()
+            backlog = (await self.spool.read(self.spool.reader.stats, journal=False))["uplinks"]
             if not any(backlog.get(name, {}).get("pending") for name in self.uplinks):
                 return True
             await asyncio.sleep(0.05)
@@ -263,9 +299,18 @@ class Gateway:
 
     async def status(self) -> dict[str, Any]:
         """Devices, uplinks and spool, for the CLI and status pages."""
-        spool = await self.spool.call(self.spool.spool.stats) if self.spool else {}
+        spool: dict[str, Any] = {}
+        if self.spool:
+            spool = await self.spool.read(self.spool.reader.stats, journal=False)
+            spool["journal_samples"] = sum(r.pipeline.journal_samples() for r in self.devices)
+            spool["held_in_ram_bytes"] = self.spool.pending_bytes
+            spool["full"] = self.spool.full
+            spool["writer"] = dict(self.spool.counters)
         return {"devices": [r.status() for r in self.devices],
-                "uplinks": [u.status() for u in self.uplinks.values()], "spool": spool}
+                "uplinks": [u.status() for u in self.uplinks.values()], "spool": spool,
+                "packaging": {"mode": self.worker.mode, "pending": self.worker.pending,
+                              **dict(self.worker.counters)},
+                "ingest": dict(self.ingest.counters) if self.ingest else {}}
 
     async def full_status(self) -> dict[str, Any]:
         """status() plus version, uptime and the recent warnings and errors (the status page's data)."""
@@ -273,15 +318,23 @@ class Gateway:
                 **(await self.status()), "errors": list(self.errors.items)}
 
 
+GIL_SWITCH_S = 0.001  # the spool's threads take the GIL back within 1 ms of the loop's work, not 5
+
+
 async def run(config: Config) -> int:
     """Run until SIGTERM/SIGINT; return the process exit code."""
     import signal
+    import sys
 
+    sys.setswitchinterval(GIL_SWITCH_S)
     gateway = Gateway(config)
-    await gateway.start()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, gateway.request_stop)
+    await gateway.start()
+    if gateway.spool is None:
+        log.info("gateway stopped before its spool could be opened")
+        return 0
     await gateway.wait()
     await gateway.stop(drain_timeout=config.drain_on_stop)
     return 1 if gateway.fatal else 0

@@ -2,23 +2,27 @@
 
 Counters and gauges are read from the gateway's own counters at scrape time, so the data path
 carries no instrumentation; only the two latency histograms are observed as things happen:
-- `wg_sample_to_durable_seconds`: at each spool commit, the age of the oldest sample that the
-  commit made durable (bounded by the journal interval while the spool keeps up);
+- `wg_sample_to_durable_seconds`: at each group commit, for every stream it journaled, the age
+  of the oldest sample it made durable (one histogram for all devices, fed as one array per
+  commit: a label per device would make thousands of series);
 - `wg_sample_to_ack_seconds`: at each acknowledged upload, the age of the package's first
   sample (so a 30 s recording is at least 30 s old when acknowledged).
+Everything is read from counters kept in RAM: building /metrics does no disk work.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 from gateway.drivers.base import bad_frames
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-DURABLE_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
+DURABLE_BUCKETS = (0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
+COMMIT_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 ACK_BUCKETS = (1, 5, 15, 30, 45, 60, 120, 300, 900, 3600, 6 * 3600, 24 * 3600)
 
 
@@ -80,6 +84,45 @@ class _Snapshot:
         yield uploads
 
 
+class ArrayHistogram:
+    """A Prometheus histogram observed a numpy array at a time (one searchsorted per commit)."""
+
+    def __init__(self, name: str, documentation: str, buckets: tuple[float, ...]) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.bounds = np.asarray(buckets, dtype=float)
+        self.counts = np.zeros(len(buckets) + 1, dtype=np.int64)  # the last is +Inf
+        self.sum = 0.0
+
+    def observe_many(self, values: np.ndarray) -> None:
+        """Count every value in its bucket."""
+        values = np.asarray(values, dtype=float)
+        if not len(values):
+            return
+        self.counts += np.bincount(np.searchsorted(self.bounds, values, side="left"), minlength=len(self.counts))
+        self.sum += float(values.sum())
+
+    def quantile(self, q: float) -> float:
+        """The upper bound of the bucket holding quantile q (inf when past the last bound)."""
+        total = self.counts.sum()
+        if not total:
+            return 0.0
+        i = int(np.searchsorted(np.cumsum(self.counts), q * total, side="left"))
+        return float(self.bounds[i]) if i < len(self.bounds) else float("inf")
+
+    def collect(self):
+        """prometheus_client's collector protocol."""
+        cumulative = np.cumsum(self.counts)
+        buckets = [(_le(b), float(c)) for b, c in zip(self.bounds, cumulative[:-1])] + [("+Inf", float(cumulative[-1]))]
+        fam = HistogramMetricFamily(self.name, self.documentation)
+        fam.add_metric([], buckets, self.sum)
+        yield fam
+
+
+def _le(bound: float) -> str:
+    return repr(float(bound))
+
+
 class GatewayMetrics:
     """One registry per gateway (tests run several in a process)."""
 
@@ -87,8 +130,17 @@ class GatewayMetrics:
         self.registry = CollectorRegistry()
         self._snapshot = _Snapshot()
         self.registry.register(self._snapshot)
-        self.durable = Histogram("wg_sample_to_durable_seconds", "Age of the oldest sample a spool commit made durable",
-                                 ["device"], buckets=DURABLE_BUCKETS, registry=self.registry)
+        self.durable = ArrayHistogram("wg_sample_to_durable_seconds",
+                                      "Age of the oldest sample of each stream a group commit made durable",
+                                      DURABLE_BUCKETS)
+        self.registry.register(self.durable)
+        self.commit = ArrayHistogram("wg_spool_commit_seconds", "Duration of each group commit, fsync included",
+                                     COMMIT_BUCKETS)
+        self.registry.register(self.commit)
+        self.tick = ArrayHistogram("wg_ingest_tick_seconds",
+                                   "Duration of each ingest tick (every device's bytes decoded and staged)",
+                                   COMMIT_BUCKETS)
+        self.registry.register(self.tick)
         self.acked = Histogram("wg_sample_to_ack_seconds", "Age of a package's first sample when it was acknowledged",
                                ["uplink"], buckets=ACK_BUCKETS, registry=self.registry)
 

@@ -1,23 +1,39 @@
 """The durable outbox: SQLite in WAL mode on the gateway's disk.
 
 What it holds, and the rule for each:
-- packages: vendor-shaped bodies waiting for their uplink. Inserted before the ring buffer
-  may reuse their samples; deleted only when the receiver acknowledged them. Each carries an
-  idempotency key derived from device, session, channel and sample range, unique per uplink.
+- packages (and their bodies, in a table of their own so that a retry rewrites a small row,
+  never the body): vendor-shaped bodies waiting for their uplink. Deleted only when the
+  receiver acknowledged them. Each carries an idempotency key derived from device, session,
+  channel and sample range, unique per uplink.
 - dead_letters: packages a receiver refused for good (a 4xx other than 408/429/401/403),
   with the reason. Kept until someone requeues or deletes them; never retried by themselves.
-- journal: samples read from a device but not yet in a package for every uplink, flushed
-  about once a second, so a crash or power cut loses at most that second.
+- journal: samples read from a device but not yet in a package for every uplink, so a crash
+  or power cut loses only what was not yet committed. One row per transaction holds every
+  stream's new samples (an index of segments and their bytes): appended in rowid order, a commit
+  writes a few pages whatever the number of devices (one row per stream, with an index on the
+  stream, wrote hundreds of scattered index pages per commit at 1,000 devices). The spool keeps
+  in RAM, per stream, which journal rows hold its unpackaged segments; a row is deleted once
+  every segment in it is packaged.
 - streams: per stream, what is durable (next counter, per-uplink package cursors, clock
   offset, device info), so a restarted gateway records the gap and never resends a range.
 - gaps: every gap the gateway saw, for the record.
 
-Every change is one transaction: a package, the stream cursors it advances and the journal
-rows it makes redundant commit together or not at all.
+Every change goes through `apply(Changes)`: one transaction in which every device's packages,
+journal rows, gaps and stream state and every uplink's acknowledgements commit together or
+not at all. `AsyncSpool` is the group commit: whatever is submitted while a transaction runs
+goes into the next one, so the number of transactions (and fsyncs) per second does not grow
+with the number of devices.
+
+Size cap (`max_bytes`): it bounds the files on disk (database, WAL, shared memory). The WAL is
+checkpointed and truncated to a budget of its own, freed pages are reused (and returned to the
+file system by incremental vacuum), and before a transaction would take the database past the
+rest of the cap, waveform packages give way, oldest first, each logged after its transaction
+committed. When events, journal and dead letters alone fill it, or the disk itself is full,
+the transaction is refused (SpoolFull): `AsyncSpool` keeps the changes in RAM and retries.
 
 Durability: `synchronous=FULL` (default) fsyncs the WAL at every commit, so a committed
 package survives a power cut; `normal` survives a crash of the process but may lose the
-last commits on power loss. The cost is measured by scripts/bench_pipeline.py.
+last commits on power loss.
 """
 
 from __future__ import annotations
@@ -25,8 +41,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import sqlite3
 import time
+from array import array
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -38,8 +56,16 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2  # 2: packages.evictable (the size cap's policy)
+SCHEMA_VERSION = 3  # 2: packages.evictable; 3: bodies in their own table, packages.size, incremental vacuum,
+#                     one journal row per transaction
 SYNC_MODES = ("full", "normal")
+SHM_BYTES = 32768
+WAL_LIMIT = 16 << 20  # the WAL file's size after a checkpoint, without a cap  # the WAL index file SQLite keeps beside the database
+ROW_OVERHEAD = 64  # bytes a row costs beyond its payload, for the cap's estimate
+# Bound parameters per statement: SQLite allows 32766 since 3.32, 999 before.
+MAX_VARIABLES = 32000 if sqlite3.sqlite_version_info >= (3, 32) else 999
+SQLITE_FULL = 13
+SQLITE_IOERR = 10
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS packages (
@@ -53,7 +79,7 @@ CREATE TABLE IF NOT EXISTS packages (
     sample_time REAL NOT NULL,
     created_at REAL NOT NULL,
     content_type TEXT NOT NULL,
-    body BLOB NOT NULL,
+    size INTEGER NOT NULL DEFAULT 0,
     attempts INTEGER NOT NULL DEFAULT 0,
     next_attempt_at REAL NOT NULL DEFAULT 0,
     last_error TEXT,
@@ -61,6 +87,11 @@ CREATE TABLE IF NOT EXISTS packages (
     UNIQUE (uplink, key)
 );
 CREATE INDEX IF NOT EXISTS packages_due ON packages (uplink, next_attempt_at, id);
+CREATE INDEX IF NOT EXISTS packages_evictable ON packages (evictable, created_at, id);
+CREATE TABLE IF NOT EXISTS bodies (
+    id INTEGER PRIMARY KEY,
+    body BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS dead_letters (
     id INTEGER PRIMARY KEY,
     uplink TEXT NOT NULL,
@@ -80,14 +111,11 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 );
 CREATE TABLE IF NOT EXISTS journal (
     id INTEGER PRIMARY KEY,
-    stream TEXT NOT NULL,
-    first INTEGER NOT NULL,
-    n INTEGER NOT NULL,
-    dtype TEXT NOT NULL,
-    t_first REAL NOT NULL,
+    keys TEXT NOT NULL,
+    dtypes TEXT NOT NULL,
+    segments BLOB NOT NULL,
     samples BLOB NOT NULL
 );
-CREATE INDEX IF NOT EXISTS journal_stream ON journal (stream, first);
 CREATE TABLE IF NOT EXISTS streams (
     key TEXT PRIMARY KEY,
     device TEXT NOT NULL,
@@ -110,6 +138,25 @@ CREATE TABLE IF NOT EXISTS counters (
     value INTEGER NOT NULL
 );
 """
+
+
+class SpoolError(RuntimeError):
+    """The spool cannot be opened or used (not a spool, a newer schema, unwritable); one clear line."""
+
+
+class SpoolFull(RuntimeError):
+    """A transaction was refused for space: the cap is reached by what is never evicted, or the disk is full."""
+
+
+def is_space_error(exc: BaseException) -> bool:
+    """True for SQLite errors that mean 'no room now' (disk or database full, an I/O error writing)."""
+    if isinstance(exc, SpoolFull):
+        return True
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (SQLITE_FULL, SQLITE_IOERR)
+    text = str(exc).lower()
+    return isinstance(exc, sqlite3.OperationalError) and ("full" in text or "disk i/o" in text)
 
 
 @dataclass
@@ -183,37 +230,494 @@ class Recovered:
     rows: list[JournalRow]
 
 
+@dataclass
+class Changes:
+    """What one transaction writes: devices' packages, journal, gaps and stream state; uplinks' outcomes."""
+
+    packages: list[Package] = field(default_factory=list)
+    journal: list[JournalRow] = field(default_factory=list)
+    streams: list[StreamRow] = field(default_factory=list)
+    gaps: list[GapRow] = field(default_factory=list)
+    acks: list[int] = field(default_factory=list)  # package ids the receiver acknowledged
+    retries: list[tuple[int, float, str]] = field(default_factory=list)  # (id, next attempt at, error)
+    dead: list[tuple[int, str, int | None]] = field(default_factory=list)  # (id, reason, status)
+    package_bytes: int = 0  # bodies staged by pipelines' collect(), which bounds it per commit
+
+    def __bool__(self) -> bool:
+        return bool(self.packages or self.journal or self.streams or self.gaps or self.acks or self.retries
+                    or self.dead)
+
+    def extend(self, other: "Changes") -> None:
+        """Append another set after this one (order is kept: a later stream row wins)."""
+        self.packages += other.packages
+        self.journal += other.journal
+        self.streams += other.streams
+        self.gaps += other.gaps
+        self.acks += other.acks
+        self.retries += other.retries
+        self.dead += other.dead
+        self.package_bytes += other.package_bytes
+
+    def grows(self) -> bool:
+        """True if applying this may take more room (anything but acknowledgements and retry times)."""
+        return bool(self.packages or self.journal or self.streams or self.gaps or self.dead)
+
+    def split(self) -> tuple["Changes", "Changes"]:
+        """(what only frees room or rewrites small rows, the rest)."""
+        return Changes(acks=self.acks, retries=self.retries), Changes(self.packages, self.journal, self.streams,
+                                                                      self.gaps, dead=self.dead)
+
+    def payload_bytes(self) -> int:
+        """Bytes of package bodies and journaled samples held: what RAM holds while this waits."""
+        return sum(len(p.body or b"") for p in self.packages) + sum(j.samples.nbytes for j in self.journal)
+
+
+@dataclass
+class CommitResult:
+    """What a transaction did, for counters and for log lines written after it committed."""
+
+    added: int = 0
+    duplicates: int = 0
+    acked: int = 0
+    evicted: list[tuple[str, str, int]] = field(default_factory=list)  # (key, uplink, bytes)
+    committed_at: float = 0.0
+    duplicate_indices: list[int] = field(default_factory=list)  # of Changes.packages already spooled
+    seconds: float = 0.0  # the transaction, fsync included
+
+    def for_range(self, offset: int, count: int) -> "CommitResult":
+        """The result as seen by the writer of packages offset..offset+count-1 of the transaction."""
+        dups = [i - offset for i in self.duplicate_indices if offset <= i < offset + count]
+        return CommitResult(count - len(dups), len(dups), self.acked, self.evicted, self.committed_at, dups,
+                            self.seconds)
+
+
+def file_bytes(path: Path) -> int:
+    """Bytes on disk of the database, its WAL and its shared-memory index."""
+    total = 0
+    for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        try:
+            total += p.stat().st_size
+        except OSError:
+            pass
+    return total
+
+
+def check_path(path: Path) -> str | None:
+    """Why `path` cannot be a spool (a directory, not SQLite, not writable), or None if it can."""
+    if path.is_dir():
+        return f"{path} is a directory, not a spool file"
+    if path.exists():
+        try:
+            with open(path, "rb") as f:
+                head = f.read(16)
+        except OSError as exc:
+            return f"{path} cannot be read: {exc.strerror or exc}"
+        if head and head != b"SQLite format 3\x00":
+            return f"{path} is not an SQLite database (is it the right file?)"
+        if not os.access(path, os.W_OK):
+            return f"{path} is not writable by this user"
+        return None
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"{parent} is not a directory"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"cannot create {path}: {parent} is not writable by this user"
+    return None
+
+
+# One segment of a journal row: samples first..first+n-1 of the stream keys[key], of dtypes[dtype].
+SEGMENT = np.dtype([("key", "<u4"), ("dtype", "u1"), ("first", "<i8"), ("n", "<u4"), ("t_first", "<f8")])
+
+
+def encode_journal(rows: list[JournalRow]) -> tuple[str, str, bytes, bytes]:
+    """(keys, dtypes, segments, samples) of one journal row holding these segments."""
+    keys: dict[str, int] = {}
+    dtypes: dict[str, int] = {}
+    seg = np.zeros(len(rows), SEGMENT)
+    seg["key"] = [keys.setdefault(j.stream, len(keys)) for j in rows]
+    seg["dtype"] = [dtypes.setdefault(j.samples.dtype.str, len(dtypes)) for j in rows]
+    seg["first"] = [j.first for j in rows]
+    seg["n"] = [len(j.samples) for j in rows]
+    seg["t_first"] = [j.t_first for j in rows]
+    return "\n".join(keys), ",".join(dtypes), seg.tobytes(), b"".join([j.samples.tobytes() for j in rows])
+
+
+def decode_journal(keys: str, dtypes: str, segments: bytes, samples: bytes | None) -> list[JournalRow]:
+    """The segments of one journal row (their samples empty when `samples` is None)."""
+    names, types = keys.split("\n"), [np.dtype(d) for d in dtypes.split(",")]
+    out, offset = [], 0
+    for key, dt, first, n, t_first in np.frombuffer(segments, SEGMENT).tolist():
+        dtype = types[dt]
+        size = n * dtype.itemsize
+        data = (np.frombuffer(samples, dtype, n, offset).copy() if samples is not None
+                else np.zeros(0, dtype))
+        out.append(JournalRow(names[key], first, data, t_first) if samples is not None
+                   else _SegmentInfo(names[key], first, n, t_first))
+        offset += size
+    return out
+
+
+@dataclass
+class _SegmentInfo:
+    """A journal segment without its samples (what the RAM index and counts need)."""
+
+    stream: str
+    first: int
+    n: int
+    t_first: float
+
+    @property
+    def end(self) -> int:
+        return self.first + self.n
+
+
+class _SegmentLog:
+    """One stream's journaled segments not yet packaged: (journal row id, end counter), oldest first.
+
+    Two arrays of int64 and a head: 16 bytes a segment, so a thousand streams with 30 s each in
+    the journal cost a few MB of RAM.
+    """
+
+    __slots__ = ("ids", "ends", "head")
+
+    def __init__(self) -> None:
+        self.ids = array("q")
+        self.ends = array("q")
+        self.head = 0
+
+    def append(self, row_id: int, end: int) -> None:
+        self.ids.append(row_id)
+        self.ends.append(end)
+
+    def pop_upto(self, cursor: int) -> list[int]:
+        """Row ids of the segments that end at or before `cursor`, removed."""
+        ids, ends, h = self.ids, self.ends, self.head
+        out = []
+        while h < len(ends) and ends[h] <= cursor:
+            out.append(ids[h])
+            h += 1
+        if h > 64 and h > len(ends) // 2:  # compact now and then
+            del ids[:h], ends[:h]
+            h = 0
+        self.head = h
+        return out
+
+    def __len__(self) -> int:
+        return len(self.ends) - self.head
+
+
 class Spool:
     """Synchronous spool; use from one thread (AsyncSpool does that for the daemon)."""
 
-    def __init__(self, path: str | Path, sync: str = "full", max_bytes: int = 0) -> None:
+    def __init__(self, path: str | Path, sync: str = "full", max_bytes: int = 0, readonly: bool = False,
+                 background_checkpoints: bool = False) -> None:
         if sync not in SYNC_MODES:
             raise ValueError(f"spool sync must be one of {SYNC_MODES}, not {sync!r}")
         self.max_bytes = max_bytes
-        self._over_cap_logged = float("-inf")  # monotonic time of the last "over the cap" warning
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(f"PRAGMA synchronous={sync.upper()}")
-        self._db.execute("PRAGMA busy_timeout=5000")
-        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        self._over_cap_logged = float("-inf")
+        problem = check_path(self.path)
+        if problem and not (readonly and self.path.exists() and "writable" in problem):
+            raise SpoolError(problem)
+        if not readonly:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = self._open(sync, readonly)
+        except sqlite3.DatabaseError as exc:
+            if is_space_error(exc):
+                raise SpoolFull(f"{self.path}: cannot open the spool: {exc}") from exc
+            raise SpoolError(f"{self.path}: cannot open the spool: {exc}") from exc
+        self.page_size = self._db.execute("PRAGMA page_size").fetchone()[0]
+        self._segments: dict[str, _SegmentLog] = {}
+        self._outstanding: dict[int, int] = {}  # journal row id -> its segments not yet packaged
+        if not readonly:
+            self._index_journal()
+        # The WAL's own share of the cap: checkpointed (and truncated) when it grows past it.
+        self.wal_budget = max(64 << 10, min(4 << 20, max_bytes // 8)) if max_bytes else 0
+        # Another connection checkpoints (AsyncSpool), so no commit waits for a checkpoint.
+        self.background_checkpoints = background_checkpoints
+        if not readonly:
+            if background_checkpoints:
+                self._db.execute("PRAGMA wal_autocheckpoint=0")
+            elif max_bytes:
+                self._db.execute(f"PRAGMA wal_autocheckpoint={max(16, self.wal_budget // self.page_size)}")
+            # After a checkpoint the WAL shrinks back to this (a spike of packages leaves no large file).
+            self._db.execute(f"PRAGMA journal_size_limit={self.wal_budget if max_bytes else WAL_LIMIT}")
+
+    def _open(self, sync: str, readonly: bool) -> sqlite3.Connection:
+        if readonly:
+            db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, isolation_level=None,
+                                 check_same_thread=False)
+            db.execute("PRAGMA busy_timeout=5000")
+            db.execute("PRAGMA query_only=1")
+            return db
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA busy_timeout=5000")
+        new = db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0] == 0
+        if new:  # must precede the first table: freed pages can then go back to the file system
+            db.execute("PRAGMA auto_vacuum=INCREMENTAL")
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(f"PRAGMA synchronous={sync.upper()}")
+        db.execute("PRAGMA cache_size=-8192")
+        version = db.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
-            raise RuntimeError(f"{self.path} has spool schema {version}; this gateway knows {SCHEMA_VERSION}")
-        columns = {r[1] for r in self._db.execute("PRAGMA table_info(packages)")}
-        if columns and "evictable" not in columns:  # a version 1 spool: add the column, keep the data
-            self._db.execute("ALTER TABLE packages ADD COLUMN evictable INTEGER NOT NULL DEFAULT 0")
-        self._db.executescript(_SCHEMA)
-        self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            raise SpoolError(f"{self.path} has spool schema {version}; this gateway knows {SCHEMA_VERSION}"
+                             " (was it written by a newer version?)")
+        if not new:
+            self._upgrade(db, version)
+        db.executescript(_SCHEMA)
+        db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        return db
+
+    def _upgrade(self, db: sqlite3.Connection, version: int) -> None:
+        """Bring an older spool to this schema, keeping every package."""
+        columns = {r[1] for r in db.execute("PRAGMA table_info(packages)")}
+        if not columns:
+            return
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if "evictable" not in columns:  # version 1
+                db.execute("ALTER TABLE packages ADD COLUMN evictable INTEGER NOT NULL DEFAULT 0")
+            jcols = {r[1] for r in db.execute("PRAGMA table_info(journal)")}
+            if "stream" in jcols:  # versions 1 and 2: a row per stream becomes a one-segment row
+                db.execute("DROP INDEX IF EXISTS journal_stream")
+                db.execute("ALTER TABLE journal RENAME TO journal_v2")
+                db.execute("CREATE TABLE journal (id INTEGER PRIMARY KEY, keys TEXT NOT NULL, dtypes TEXT NOT NULL,"
+                           " segments BLOB NOT NULL, samples BLOB NOT NULL)")
+                for stream, first, dtype, t_first, blob in db.execute(
+                        "SELECT stream, first, dtype, t_first, samples FROM journal_v2 ORDER BY id").fetchall():
+                    row = JournalRow(stream, first, np.frombuffer(blob, dtype=np.dtype(dtype)), t_first)
+                    db.execute("INSERT INTO journal (keys, dtypes, segments, samples) VALUES (?,?,?,?)",
+                               encode_journal([row]))
+                db.execute("DROP TABLE journal_v2")
+            if "body" in columns:  # versions 1 and 2: bodies move to their own table
+                db.execute("CREATE TABLE IF NOT EXISTS bodies (id INTEGER PRIMARY KEY, body BLOB NOT NULL)")
+                db.execute("INSERT INTO bodies (id, body) SELECT id, body FROM packages")
+                db.execute("ALTER TABLE packages ADD COLUMN size INTEGER NOT NULL DEFAULT 0")
+                db.execute("UPDATE packages SET size = LENGTH(body)")
+                db.execute("ALTER TABLE packages DROP COLUMN body")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        if version < 3 and db.execute("PRAGMA auto_vacuum").fetchone()[0] == 0:
+            try:  # incremental vacuum is set by a VACUUM; without room for it, the spool still works
+                db.execute("PRAGMA auto_vacuum=INCREMENTAL")
+                db.execute("VACUUM")
+            except sqlite3.OperationalError as exc:
+                log.warning("%s: could not rebuild the spool for incremental vacuum (%s); freed pages stay"
+                            " in the file", self.path, exc)
 
     def close(self) -> None:
         """Checkpoint and close."""
         self._db.close()
 
+    def _index_journal(self) -> None:
+        """Which journal rows hold unpackaged segments of which stream (RAM), from the database."""
+        self._segments, self._outstanding = {}, {}
+        cursors = {key: min(json.loads(c).values(), default=0)
+                   for key, c in self._db.execute("SELECT key, cursors FROM streams")}
+        done = []
+        for rid, keys, dtypes, segments in self._db.execute("SELECT id, keys, dtypes, segments FROM journal ORDER BY id"):
+            left = 0
+            for seg in decode_journal(keys, dtypes, segments, None):
+                if seg.end > cursors.get(seg.stream, -1):
+                    self._segments.setdefault(seg.stream, _SegmentLog()).append(rid, seg.end)
+                    left += 1
+            if left:
+                self._outstanding[rid] = left
+            else:
+                done.append(rid)
+        if done:
+            with self._tx() as db:
+                _delete_ids(db, "journal", done)
+
     def _tx(self):
         return _Transaction(self._db)
 
     # -- writing --------------------------------------------------------------------
+
+    def apply(self, ch: Changes) -> CommitResult:
+        """Write all of it in one transaction (raises SpoolFull, rolled back, if it does not fit)."""
+        started = time.perf_counter()
+        now = time.time()
+        res = CommitResult()
+        try:
+            self._apply(ch, now, res)
+        except BaseException:
+            if ch.journal or ch.streams:  # the RAM index followed the rolled-back rows: read it again
+                self._index_journal()
+            raise
+        res.committed_at = time.time()
+        res.seconds = time.perf_counter() - started
+        if self.max_bytes:
+            self._keep_files_small()
+        return res
+
+    def _apply(self, ch: Changes, now: float, res: CommitResult) -> None:
+        with self._tx() as db:
+            if ch.acks:
+                res.acked = self._ack(db, ch.acks)
+            for pid, at, error in ch.retries:
+                db.execute("UPDATE packages SET attempts = attempts + 1, next_attempt_at = ?, last_error = ?"
+                           " WHERE id = ?", (at, error[:1000], pid))
+            for pid, reason, status in ch.dead:
+                self._dead_letter(db, pid, reason, status, now)
+            if self.max_bytes and ch.grows():
+                self._make_room(db, ch, res)
+            if ch.packages:
+                self._insert_packages(db, ch.packages, now, res)
+            if ch.journal:
+                rid = db.execute("INSERT INTO journal (keys, dtypes, segments, samples) VALUES (?,?,?,?)",
+                                 encode_journal(ch.journal)).lastrowid
+                for j in ch.journal:
+                    self._segments.setdefault(j.stream, _SegmentLog()).append(rid, j.end)
+                self._outstanding[rid] = len(ch.journal)
+            if ch.gaps:
+                _values(db, "INSERT INTO gaps (device, stream, start, missing, detected_at)",
+                        [(g.device, g.stream, g.start, g.missing, g.detected_at) for g in ch.gaps])
+            if ch.streams:
+                latest = {s.key: s for s in ch.streams}  # a later row of a stream wins
+                _values(db, "INSERT INTO streams (key, device, info, next_counter, cursors, clock_offset, updated_at)",
+                        [(s.key, s.device, json.dumps(s.info), s.next_counter, json.dumps(s.cursors), s.clock_offset,
+                          now) for s in latest.values()],
+                        " ON CONFLICT (key) DO UPDATE SET device=excluded.device, info=excluded.info,"
+                        " next_counter=MAX(next_counter, excluded.next_counter), cursors=excluded.cursors,"
+                        " clock_offset=excluded.clock_offset, updated_at=excluded.updated_at")
+                done = []  # journal rows whose every segment is packaged now
+                for st in latest.values():
+                    log_ = self._segments.get(st.key)
+                    if log_ is None or not st.cursors:
+                        continue
+                    for rid in log_.pop_upto(min(st.cursors.values())):
+                        left = self._outstanding.get(rid, 1) - 1
+                        if left:
+                            self._outstanding[rid] = left
+                        else:
+                            self._outstanding.pop(rid, None)
+                            done.append(rid)
+                    if not log_:
+                        del self._segments[st.key]
+                if done:
+                    _delete_ids(db, "journal", done)
+            for key, uplink, size in res.evicted:
+                self._bump(db, "evicted")
+                self._bump(db, "evicted_bytes", size)
+
+    def _ack(self, db: sqlite3.Connection, ids: list[int]) -> int:
+        acked = 0
+        for k in range(0, len(ids), MAX_VARIABLES):
+            part = ids[k:k + MAX_VARIABLES]
+            marks = ",".join("?" * len(part))
+            for uplink, n in db.execute(f"SELECT uplink, COUNT(*) FROM packages WHERE id IN ({marks}) GROUP BY uplink",
+                                        part).fetchall():
+                self._bump(db, f"acked:{uplink}", n)
+                acked += n
+            _delete_ids(db, "packages", part)
+            _delete_ids(db, "bodies", part)
+        return acked
+
+    def _insert_packages(self, db: sqlite3.Connection, packages: list[Package], now: float,
+                         res: CommitResult) -> None:
+        """Insert the new ones (a key already pending for its uplink is a duplicate), bodies beside them."""
+        ids = dict(_values(db, "INSERT INTO packages (uplink, key, kind, stream, first, end, sample_time, created_at,"
+                               " content_type, size, evictable)",
+                           [(p.uplink, p.key, p.kind, p.stream, p.first, p.end, p.sample_time, now, p.content_type,
+                             len(p.body) if p.body is not None else 0, int(p.evictable)) for p in packages],
+                           " ON CONFLICT (uplink, key) DO NOTHING RETURNING uplink || char(0) || key, id"))
+        bodies = []
+        for i, p in enumerate(packages):
+            pid = ids.pop(f"{p.uplink}\0{p.key}", None)
+            if pid is None:
+                res.duplicates += 1
+                res.duplicate_indices.append(i)
+            else:
+                bodies.append((pid, p.body))
+                res.added += 1
+        if bodies:
+            _values(db, "INSERT INTO bodies (id, body)", bodies)
+
+    def _dead_letter(self, db: sqlite3.Connection, pid: int, reason: str, status: int | None, now: float) -> None:
+        db.execute(
+            "INSERT INTO dead_letters (uplink, key, kind, stream, first, end, sample_time, created_at,"
+            " content_type, body, attempts, status, reason, failed_at)"
+            " SELECT p.uplink, p.key, p.kind, p.stream, p.first, p.end, p.sample_time, p.created_at, p.content_type,"
+            " b.body, p.attempts + 1, ?, ?, ? FROM packages p JOIN bodies b ON b.id = p.id WHERE p.id = ?",
+            (status, reason[:2000], now, pid))
+        db.execute("DELETE FROM packages WHERE id = ?", (pid,))
+        db.execute("DELETE FROM bodies WHERE id = ?", (pid,))
+
+    # -- space ------------------------------------------------------------------------
+
+    def wal_bytes(self) -> int:
+        """Size of the WAL file."""
+        try:
+            return os.stat(f"{self.path}-wal").st_size
+        except OSError:
+            return 0
+
+    def checkpoint(self) -> None:
+        """Copy what the WAL holds into the database (PASSIVE: never waits for, nor blocks, a writer)."""
+        self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+    def used_bytes(self) -> int:
+        """Bytes of database pages in use (free pages, which are reused, not counted)."""
+        pages = self._db.execute("PRAGMA page_count").fetchone()[0]
+        free = self._db.execute("PRAGMA freelist_count").fetchone()[0]
+        return (pages - free) * self.page_size
+
+    @property
+    def db_budget(self) -> int:
+        """What the database file may use of the cap: the rest is the WAL's and the index's."""
+        return self.max_bytes - self.wal_budget - SHM_BYTES
+
+    def _estimate(self, ch: Changes) -> int:
+        rows = len(ch.packages) * 2 + len(ch.journal) + len(ch.gaps) + len(ch.streams) * 2 + len(ch.dead)
+        pages = len(ch.packages) + len(ch.dead)  # a body's last overflow page is part-filled
+        dead = 0
+        if ch.dead:
+            ids = [d[0] for d in ch.dead]
+            dead = self._db.execute(f"SELECT COALESCE(SUM(size), 0) FROM packages WHERE id IN"
+                                    f" ({','.join('?' * len(ids))})", ids).fetchone()[0]
+        return (sum(len(p.body or b"") for p in ch.packages) + sum(j.samples.nbytes for j in ch.journal) + dead
+                + rows * ROW_OVERHEAD + pages * self.page_size)
+
+    def _make_room(self, db: sqlite3.Connection, ch: Changes, res: CommitResult) -> None:
+        """Evict waveforms, oldest first, until this transaction fits the cap; SpoolFull if it cannot."""
+        over = self.used_bytes() + self._estimate(ch) - self.db_budget
+        if over <= 0:
+            return
+        victims = []
+        for pid, uplink, key, size in db.execute(
+                "SELECT id, uplink, key, size FROM packages WHERE evictable = 1 ORDER BY created_at, id"):
+            victims.append((pid, uplink, key, size))
+            over -= size + ROW_OVERHEAD * 2
+            if over <= 0:
+                break
+        if over > 0:
+            raise SpoolFull(f"the spool's {self.max_bytes / 1e6:.1f} MB cap is reached by events, journal and"
+                            " dead letters, which are never evicted")
+        for pid, uplink, key, size in victims:
+            db.execute("DELETE FROM packages WHERE id = ?", (pid,))
+            db.execute("DELETE FROM bodies WHERE id = ?", (pid,))
+            res.evicted.append((key, uplink, size))
+
+    def _keep_files_small(self) -> None:
+        """Past its budget the WAL is checkpointed and truncated; free pages past the cap go back to the disk."""
+        if not self.background_checkpoints and self.wal_bytes() > self.wal_budget:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        try:
+            size = self.path.stat().st_size
+        except OSError:
+            return
+        if size > self.db_budget:
+            free = self._db.execute("PRAGMA freelist_count").fetchone()[0]
+            if free:
+                self._db.execute(f"PRAGMA incremental_vacuum({free})")
+
+    # -- the single-step API (tools, tests) -------------------------------------------
 
     def commit(self, *, packages: Iterable[Package] = (), journal: Iterable[JournalRow] = (),
                streams: Iterable[StreamRow] = (), gaps: Iterable[GapRow] = ()) -> int:
@@ -221,106 +725,39 @@ class Spool:
 
         A package whose (uplink, key) is already spooled is not stored twice.
         """
-        now = time.time()
-        added = 0
-        with self._tx() as db:
-            for p in packages:
-                cur = db.execute(
-                    "INSERT INTO packages (uplink, key, kind, stream, first, end, sample_time, created_at,"
-                    " content_type, body, evictable) VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (uplink, key)"
-                    " DO NOTHING", (p.uplink, p.key, p.kind, p.stream, p.first, p.end, p.sample_time, now,
-                                    p.content_type, p.body, int(p.evictable)))
-                added += cur.rowcount
-            for j in journal:
-                db.execute("INSERT INTO journal (stream, first, n, dtype, t_first, samples) VALUES (?,?,?,?,?,?)",
-                           (j.stream, j.first, len(j.samples), j.samples.dtype.str, j.t_first, j.samples.tobytes()))
-            for g in gaps:
-                db.execute("INSERT INTO gaps (device, stream, start, missing, detected_at) VALUES (?,?,?,?,?)",
-                           (g.device, g.stream, g.start, g.missing, g.detected_at))
-            for s in streams:
-                db.execute(
-                    "INSERT INTO streams (key, device, info, next_counter, cursors, clock_offset, updated_at)"
-                    " VALUES (?,?,?,?,?,?,?) ON CONFLICT (key) DO UPDATE SET device=excluded.device,"
-                    " info=excluded.info, next_counter=excluded.next_counter, cursors=excluded.cursors,"
-                    " clock_offset=excluded.clock_offset, updated_at=excluded.updated_at",
-                    (s.key, s.device, json.dumps(s.info), s.next_counter, json.dumps(s.cursors), s.clock_offset, now))
-                if s.cursors:  # journal rows every uplink has packaged are redundant now
-                    db.execute("DELETE FROM journal WHERE stream = ? AND first + n <= ?", (s.key, min(s.cursors.values())))
-            if self.max_bytes and added:
-                self._enforce_cap(db)
-        return added
-
-    def held_bytes(self) -> int:
-        """Bytes of payload the spool holds: package bodies, journaled samples, dead letters."""
-        (n,) = self._db.execute(
-            "SELECT (SELECT COALESCE(SUM(LENGTH(body)), 0) FROM packages)"
-            " + (SELECT COALESCE(SUM(LENGTH(samples)), 0) FROM journal)"
-            " + (SELECT COALESCE(SUM(LENGTH(body)), 0) FROM dead_letters)").fetchone()
-        return n
-
-    def _enforce_cap(self, db: sqlite3.Connection) -> None:
-        """Over the cap: evict waveform packages, oldest first, each counted and logged.
-
-        Events (heart-rate and blood-pressure readings, summaries) are never evicted, nor are
-        the journal and dead letters; if they alone exceed the cap, the cap is exceeded.
-        """
-        excess = self.held_bytes() - self.max_bytes
-        if excess <= 0:
-            return
-        victims = []
-        for pid, uplink, key, size in db.execute(
-                "SELECT id, uplink, key, LENGTH(body) FROM packages WHERE evictable = 1 ORDER BY created_at, id"):
-            victims.append((pid, uplink, key, size))
-            excess -= size
-            if excess <= 0:
-                break
-        for pid, uplink, key, size in victims:
-            db.execute("DELETE FROM packages WHERE id = ?", (pid,))
-            self._bump(db, "evicted")
-            self._bump(db, "evicted_bytes", size)
-            log.warning("spool over its %.1f MB cap: evicted waveform package %s for %s (%d bytes, never sent)",
-                        self.max_bytes / 1e6, key, uplink, size)
-        if excess > 0 and time.monotonic() - self._over_cap_logged > 60:
-            self._over_cap_logged = time.monotonic()
-            log.warning("spool holds %d bytes over its %.1f MB cap in events, journal and dead letters,"
-                        " which are never evicted", excess, self.max_bytes / 1e6)
+        res = self.apply(Changes(list(packages), list(journal), list(streams), list(gaps)))
+        log_evictions(res, self.max_bytes)
+        return res.added
 
     def ack(self, package_id: int) -> None:
         """The receiver acknowledged the package: delete it."""
-        with self._tx() as db:
-            row = db.execute("SELECT uplink FROM packages WHERE id = ?", (package_id,)).fetchone()
-            if row is None:
-                return
-            db.execute("DELETE FROM packages WHERE id = ?", (package_id,))
-            self._bump(db, f"acked:{row[0]}")
+        self.apply(Changes(acks=[package_id]))
 
     def retry_later(self, package_id: int, at: float, error: str) -> None:
         """A transient failure: try again at `at`."""
-        with self._tx() as db:
-            db.execute("UPDATE packages SET attempts = attempts + 1, next_attempt_at = ?, last_error = ? WHERE id = ?",
-                       (at, error[:1000], package_id))
+        self.apply(Changes(retries=[(package_id, at, error)]))
 
     def dead_letter(self, package_id: int, reason: str, status: int | None) -> None:
         """The receiver refused the package for good: move it to dead_letters with the reason."""
-        with self._tx() as db:
-            db.execute(
-                "INSERT INTO dead_letters (uplink, key, kind, stream, first, end, sample_time, created_at,"
-                " content_type, body, attempts, status, reason, failed_at)"
-                " SELECT uplink, key, kind, stream, first, end, sample_time, created_at, content_type, body,"
-                " attempts + 1, ?, ?, ? FROM packages WHERE id = ?",
-                (status, reason[:2000], time.time(), package_id))
-            db.execute("DELETE FROM packages WHERE id = ?", (package_id,))
+        self.apply(Changes(dead=[(package_id, reason, status)]))
 
     def requeue_dead(self, uplink: str | None = None) -> int:
         """Move dead letters back into the outbox (after fixing their cause); return how many."""
         where, args = ("WHERE uplink = ?", (uplink,)) if uplink else ("", ())
+        now = time.time()
+        n = 0
         with self._tx() as db:
-            db.execute(
-                "INSERT INTO packages (uplink, key, kind, stream, first, end, sample_time, created_at,"
-                " content_type, body) SELECT uplink, key, kind, stream, first, end, sample_time, created_at,"
-                f" content_type, body FROM dead_letters {where} ORDER BY id ON CONFLICT (uplink, key) DO NOTHING",
-                args)
-            n = db.execute(f"DELETE FROM dead_letters {where}", args).rowcount
+            rows = db.execute(f"SELECT id, uplink, key, kind, stream, first, end, sample_time, created_at,"
+                              f" content_type, body FROM dead_letters {where} ORDER BY id", args).fetchall()
+            for did, up, key, kind, stream, first, end, sample_time, created_at, ctype, body in rows:
+                cur = db.execute(
+                    "INSERT INTO packages (uplink, key, kind, stream, first, end, sample_time, created_at,"
+                    " content_type, size) VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT (uplink, key) DO NOTHING",
+                    (up, key, kind, stream, first, end, sample_time, created_at or now, ctype, len(body)))
+                if cur.rowcount:
+                    db.execute("INSERT INTO bodies (id, body) VALUES (?, ?)", (cur.lastrowid, body))
+                db.execute("DELETE FROM dead_letters WHERE id = ?", (did,))
+                n += 1
         return n
 
     @staticmethod
@@ -330,14 +767,30 @@ class Spool:
 
     # -- reading --------------------------------------------------------------------
 
-    def due(self, uplink: str, now: float, limit: int = 16) -> list[StoredPackage]:
-        """Packages of `uplink` whose next attempt is due, oldest first."""
+    def due(self, uplink: str, now: float, limit: int = 16, exclude: Iterable[int] = (),
+            busy_streams: Iterable[str] | None = None) -> list[StoredPackage]:
+        """Packages of `uplink` whose next attempt is due, oldest first, but those in `exclude`.
+
+        With `busy_streams` (the uplinks pass the streams they are sending): the oldest due package of
+        each other stream only, so a stream's packages go out one at a time, in order.
+        """
+        skip = list(exclude)
+        cond = f" AND p.id NOT IN ({','.join('?' * len(skip))})" if skip else ""
+        args: list[Any] = [uplink, now, *skip]
+        if busy_streams is None:
+            where = f"p.uplink = ? AND p.next_attempt_at <= ?{cond}"
+        else:
+            busy = list(busy_streams)
+            cond += f" AND p.stream NOT IN ({','.join('?' * len(busy))})" if busy else ""
+            args += busy
+            where = (f"p.id IN (SELECT MIN(p.id) FROM packages p WHERE p.uplink = ? AND p.next_attempt_at <= ?{cond}"
+                     " GROUP BY p.stream)")
         rows = self._db.execute(
-            "SELECT id, uplink, key, kind, stream, first, end, sample_time, content_type, body, created_at, attempts"
-            " FROM packages WHERE uplink = ? AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?",
-            (uplink, now, limit)).fetchall()
-        return [StoredPackage(r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], bytes(r[9]), id=r[0], created_at=r[10],
-                              attempts=r[11]) for r in rows]
+            "SELECT p.id, p.uplink, p.key, p.kind, p.stream, p.first, p.end, p.sample_time, p.content_type, b.body,"
+            " p.created_at, p.attempts, p.evictable FROM packages p JOIN bodies b ON b.id = p.id"
+            f" WHERE {where} ORDER BY p.next_attempt_at, p.id LIMIT ?", (*args, limit)).fetchall()
+        return [StoredPackage(r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], bytes(r[9]), bool(r[12]), id=r[0],
+                              created_at=r[10], attempts=r[11]) for r in rows]
 
     def next_attempt(self, uplink: str) -> float | None:
         """When the earliest pending package of `uplink` is due, or None if none is pending."""
@@ -350,16 +803,39 @@ class Spool:
                                " WHERE key = ?", (key,)).fetchone()
         return _stream_row(row) if row else None
 
+    def _journal_segments(self, with_samples: bool) -> list[JournalRow | _SegmentInfo]:
+        cols = "keys, dtypes, segments, samples" if with_samples else "keys, dtypes, segments, NULL"
+        out: list = []
+        for row in self._db.execute(f"SELECT {cols} FROM journal ORDER BY id"):
+            out += decode_journal(*row)
+        return out
+
+    def streams(self) -> dict[str, StreamRow]:
+        """The durable state of every stream, by key; next_counter counts the journal too."""
+        ends: dict[str, int] = {}
+        for seg in self._journal_segments(False):
+            ends[seg.stream] = max(ends.get(seg.stream, 0), seg.end)
+        out = {}
+        for row in self._db.execute("SELECT key, device, info, next_counter, cursors, clock_offset FROM streams"):
+            s = _stream_row(row)
+            s.next_counter = max(s.next_counter, ends.get(s.key, 0))
+            out[s.key] = s
+        return out
+
     def recover(self) -> list[Recovered]:
-        """Streams that still hold journaled samples, with their rows in order."""
+        """Streams with journaled samples not yet packaged for every uplink, with their rows in order."""
+        by_stream: dict[str, list[JournalRow]] = {}
+        for seg in self._journal_segments(True):
+            by_stream.setdefault(seg.stream, []).append(seg)
         out = []
-        keys = [r[0] for r in self._db.execute("SELECT DISTINCT stream FROM journal ORDER BY stream")]
-        for key in keys:
+        for key in sorted(by_stream):
             stream = self.stream(key)
-            rows = [JournalRow(key, first, np.frombuffer(blob, dtype=np.dtype(dtype)).copy(), t_first)
-                    for first, dtype, t_first, blob in self._db.execute(
-                        "SELECT first, dtype, t_first, samples FROM journal WHERE stream = ? ORDER BY first", (key,))]
-            if stream is not None:
+            if stream is None:
+                continue
+            done = min(stream.cursors.values(), default=0)
+            rows = sorted((r for r in by_stream[key] if r.end > done), key=lambda r: r.first)
+            if rows:
+                stream.next_counter = max(stream.next_counter, rows[-1].end)
                 out.append(Recovered(stream, rows))
         return out
 
@@ -373,13 +849,12 @@ class Spool:
         cols = ("id", "uplink", "key", "kind", "stream", "first", "end", "attempts", "status", "reason", "failed_at")
         return [dict(zip(cols, r)) for r in self._db.execute(f"SELECT {', '.join(cols)} FROM dead_letters ORDER BY id")]
 
-    def stats(self) -> dict[str, Any]:
-        """Backlog per uplink (count, bytes, oldest), dead letters, journal, gaps and acks."""
+    def stats(self, journal: bool = True) -> dict[str, Any]:
+        """Backlog per uplink (count, bytes, oldest), dead letters, gaps, acks, disk use (and the journal)."""
         now = time.time()
         per_uplink: dict[str, dict[str, Any]] = {}
         for uplink, n, size, oldest, failing in self._db.execute(
-                "SELECT uplink, COUNT(*), SUM(LENGTH(body)), MIN(created_at), SUM(attempts > 0)"
-                " FROM packages GROUP BY uplink"):
+                "SELECT uplink, COUNT(*), SUM(size), MIN(created_at), SUM(attempts > 0) FROM packages GROUP BY uplink"):
             per_uplink[uplink] = {"pending": n, "bytes": size or 0, "oldest_age_s": round(now - oldest, 3),
                                   "retrying": failing or 0}
         counters = dict(self._db.execute("SELECT name, value FROM counters"))
@@ -389,22 +864,55 @@ class Spool:
                 per_uplink[name[6:]]["acked"] = value
         for entry in per_uplink.values():
             entry.setdefault("acked", 0)
-        (dead,) = self._db.execute("SELECT COUNT(*) FROM dead_letters").fetchone()
-        (journal,) = self._db.execute("SELECT COALESCE(SUM(n), 0) FROM journal").fetchone()
+        dead, dead_bytes = self._db.execute("SELECT COUNT(*), COALESCE(SUM(LENGTH(body)), 0) FROM dead_letters"
+                                            ).fetchone()
         (gaps, missing) = self._db.execute("SELECT COUNT(*), COALESCE(SUM(missing), 0) FROM gaps").fetchone()
-        return {"uplinks": per_uplink, "dead_letters": dead, "journal_samples": journal, "gaps": gaps,
-                "missing_samples": missing, "file_bytes": _file_bytes(self.path), "held_bytes": self.held_bytes(),
-                "max_bytes": self.max_bytes, "evicted": counters.get("evicted", 0),
-                "evicted_bytes": counters.get("evicted_bytes", 0)}
+        out = {"uplinks": per_uplink, "dead_letters": dead, "dead_letter_bytes": dead_bytes, "gaps": gaps,
+               "missing_samples": missing, "file_bytes": file_bytes(self.path), "used_bytes": self.used_bytes(),
+               "max_bytes": self.max_bytes, "evicted": counters.get("evicted", 0),
+               "evicted_bytes": counters.get("evicted_bytes", 0)}
+        if journal:  # a scan of the journal: the daemon's status counts it from RAM instead
+            streams = {k: min(v.cursors.values(), default=0) for k, v in self.streams().items()}
+            out["journal_samples"] = sum(max(0, seg.end - max(seg.first, streams.get(seg.stream, 0)))
+                                         for seg in self._journal_segments(False))
+        return out
+
+
+def _delete_ids(db: sqlite3.Connection, table: str, ids: list[int]) -> None:
+    """DELETE rows by id, a statement per MAX_VARIABLES ids."""
+    for k in range(0, len(ids), MAX_VARIABLES):
+        part = ids[k:k + MAX_VARIABLES]
+        db.execute(f"DELETE FROM {table} WHERE id IN ({','.join('?' * len(part))})", part)
+
+
+def _values(db: sqlite3.Connection, head: str, rows: list[tuple], tail: str = "") -> list[tuple]:
+    """`head VALUES (..),(..) tail` in as few statements as SQLite's variable limit allows (rows returned
+    by a RETURNING tail). One statement is one trip for the GIL; executemany makes one per row, and
+    behind a busy event loop each trip waits up to the switch interval (600 rows: 1 ms idle, 0.6 s busy)."""
+    if not rows:
+        return []
+    ncols = len(rows[0])
+    per = max(1, MAX_VARIABLES // ncols)
+    one = "(" + ",".join("?" * ncols) + ")"
+    out: list[tuple] = []
+    for k in range(0, len(rows), per):
+        chunk = rows[k:k + per]
+        cur = db.execute(f"{head} VALUES {','.join([one] * len(chunk))}{tail}", [v for r in chunk for v in r])
+        if tail and "RETURNING" in tail:
+            out += cur.fetchall()
+    return out
+
+
+def log_evictions(res: CommitResult, max_bytes: int) -> None:
+    """One warning per evicted package, once its transaction has committed."""
+    for key, uplink, size in res.evicted:
+        log.warning("spool at its %.1f MB cap: evicted waveform package %s for %s (%d bytes, never sent)",
+                    max_bytes / 1e6, key, uplink, size)
 
 
 def _stream_row(row: tuple) -> StreamRow:
     key, device, info, next_counter, cursors, clock_offset = row
     return StreamRow(key, device, json.loads(info), next_counter, json.loads(cursors), clock_offset)
-
-
-def _file_bytes(path: Path) -> int:
-    return sum(p.stat().st_size for p in (path, Path(f"{path}-wal")) if p.exists())
 
 
 class _Transaction:
@@ -418,41 +926,246 @@ class _Transaction:
         return self._db
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        self._db.execute("ROLLBACK" if exc_type else "COMMIT")
+        if exc_type is None:
+            try:
+                self._db.execute("COMMIT")
+                return
+            except sqlite3.Error:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+        if self._db.in_transaction:
+            self._db.execute("ROLLBACK")
 
 
 T = TypeVar("T")
 
 
-class AsyncSpool:
-    """The spool for asyncio code: every call runs on one dedicated thread, off the event loop."""
+@dataclass
+class _Waiter:
+    """A write() waiting for its transaction: which of the packages were its own."""
 
-    def __init__(self, path: str | Path, sync: str = "full", max_bytes: int = 0) -> None:
+    future: asyncio.Future
+    acks_only: bool
+    offset: int
+    count: int
+
+
+class AsyncSpool:
+    """The spool for asyncio code: a group-commit writer on one thread, reads on another.
+
+    `write(changes)` merges the changes into the next transaction and returns a future that is
+    done when they are durable. A transaction refused for space (the cap, a full disk) keeps
+    its changes, in order, in RAM: what only frees room (acknowledgements) is committed on its
+    own, the rest is retried every `retry_s` until it fits, and `full` says why meanwhile.
+    """
+
+    def __init__(self, path: str | Path, sync: str = "full", max_bytes: int = 0, retry_s: float = 1.0) -> None:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spool")
-        self.spool: Spool = self._pool.submit(Spool, path, sync, max_bytes).result()
+        self._reads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spool-read")
+        self._checkpoints = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spool-checkpoint")
+        self.spool: Spool = self._pool.submit(Spool, path, sync, max_bytes, False, True).result()
+        self.reader: Spool = self._reads.submit(Spool, path, sync, 0, True).result()
+        self._checkpointer: Spool = self._checkpoints.submit(Spool, path, sync, max_bytes).result()
+        # Checkpoint when the WAL passes this (SQLite's own default is 1000 pages).
+        self.checkpoint_at = self.spool.wal_budget // 2 if max_bytes else 1000 * self.spool.page_size
+        self._checkpointing = False
+        self.retry_s = retry_s
         self._listeners: list[Callable[[], None]] = []
+        self._pending = Changes()
+        self._waiters: list[_Waiter] = []
+        self._wake: asyncio.Event | None = None
+        self._task: asyncio.Task | None = None
+        self.committing = False
+        self.full: str | None = None  # why growing changes are held in RAM now
+        self.fatal: BaseException | None = None
+        self.counters: dict[str, int] = {"commits": 0, "refused_commits": 0, "evicted": 0}
+        self.on_result: Callable[[CommitResult], None] | None = None
         self.closed = False
+        self._progress: asyncio.Event | None = None
+
+    async def progress(self) -> None:
+        """Until the writer finishes (or is refused) its current transaction."""
+        if self._progress is None:
+            self._progress = asyncio.Event()
+        self._progress.clear()
+        await self._progress.wait()
+
+    def _progressed(self) -> None:
+        if self._progress is not None:
+            self._progress.set()
+
+    # -- the writer -----------------------------------------------------------------------
+
+    def write(self, changes: Changes) -> asyncio.Future:
+        """Add changes to the next transaction; the future's result is its CommitResult."""
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        if self.fatal is not None:
+            fut.set_exception(SpoolError(f"the spool failed: {self.fatal}"))
+            return fut
+        # An empty write (flush) waits for everything before it, whatever is held back.
+        self._waiters.append(_Waiter(fut, bool(changes) and not changes.grows(), len(self._pending.packages),
+                                     len(changes.packages)))
+        self._pending.extend(changes)
+        if self._task is None:
+            self._wake = asyncio.Event()
+            self._task = loop.create_task(self._writer(), name="spool writer")
+        self._wake.set()
+        return fut
+
+    @property
+    def pending_bytes(self) -> int:
+        """Payload bytes waiting for a transaction (held in RAM)."""
+        return self._pending.payload_bytes()
+
+    @property
+    def backlog(self) -> bool:
+        """True while changes wait for a transaction."""
+        return bool(self._pending)
+
+    async def _writer(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._waiters:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            batch, waiters = self._pending, self._waiters
+            self._pending, self._waiters = Changes(), []
+            if not batch:  # flushes only: everything before them is already durable
+                for w in waiters:
+                    if not w.future.done():
+                        w.future.set_result(CommitResult(committed_at=time.time()))
+                continue
+            self.committing = True
+            try:
+                result = await loop.run_in_executor(self._pool, self.spool.apply, batch)
+            except BaseException as exc:  # noqa: BLE001 - every failure is sorted below
+                self.committing = False
+                self._progressed()
+                if not is_space_error(exc):
+                    self._fail(exc, waiters)
+                    return
+                await self._refused(exc, batch, waiters)
+                continue
+            self.committing = False
+            self._progressed()
+            self._committed(result, waiters)
+            self._maybe_checkpoint()
+            if self.full:
+                log.warning("spool writable again: %s of held changes committed", _mb(batch.payload_bytes()))
+                self.full = None
+
+    async def _refused(self, exc: BaseException, batch: Changes, waiters: list) -> None:
+        """No room: commit what frees room on its own, keep the rest (in order) for a retry."""
+        loop = asyncio.get_running_loop()
+        self.counters["refused_commits"] += 1
+        shrink, grow = batch.split()
+        if self.full is None:
+            self.full = str(exc)
+            log.error("spool cannot take more (%s); holding changes in RAM and retrying every %.0f s",
+                      exc, self.retry_s)
+        if shrink:
+            try:
+                result = await loop.run_in_executor(self._pool, self.spool.apply, shrink)
+                done = [w for w in waiters if w.acks_only]
+                waiters = [w for w in waiters if not w.acks_only]
+                self._committed(result, done)
+            except BaseException as exc2:  # noqa: BLE001
+                if not is_space_error(exc2):
+                    self._fail(exc2, waiters)
+                    return
+                grow = batch
+        for w in self._waiters:  # what came meanwhile goes after
+            w.offset += len(grow.packages)
+        grow.extend(self._pending)
+        self._pending = grow
+        self._waiters = waiters + self._waiters
+        await asyncio.sleep(self.retry_s)
+
+    def _maybe_checkpoint(self) -> None:
+        if self._checkpointing or self.spool.wal_bytes() < self.checkpoint_at:
+            return
+        self._checkpointing = True
+
+        def run() -> None:
+            try:
+                self._checkpointer.checkpoint()
+            except sqlite3.Error as exc:  # a full disk: the WAL keeps it, and the next one tries again
+                log.debug("spool checkpoint failed: %s", exc)
+
+        fut = asyncio.get_running_loop().run_in_executor(self._checkpoints, run)
+        fut.add_done_callback(lambda _f: setattr(self, "_checkpointing", False))
+
+    def _committed(self, result: CommitResult, waiters: list) -> None:
+        self.counters["commits"] += 1
+        self.counters["evicted"] += len(result.evicted)
+        log_evictions(result, self.spool.max_bytes)
+        if self.on_result:
+            self.on_result(result)
+        for w in waiters:
+            if not w.future.done():
+                w.future.set_result(result.for_range(w.offset, w.count))
+        if result.added:
+            for listener in self._listeners:
+                listener()
+
+    def _fail(self, exc: BaseException, waiters: list) -> None:
+        self.fatal = exc
+        for w in waiters + self._waiters:
+            if not w.future.done():
+                w.future.set_exception(exc)
+        self._waiters = []
+
+    async def flush(self) -> CommitResult | None:
+        """Wait until everything written so far is durable."""
+        if not self._pending and not self.committing:
+            return None
+        return await self.write(Changes())
+
+    # -- other calls ----------------------------------------------------------------------
 
     async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run spool.fn(*args) on the spool thread."""
+        """Run fn (a method of `spool`, the writing connection) on the writer's thread."""
         return await asyncio.get_running_loop().run_in_executor(self._pool, partial(fn, *args, **kwargs))
+
+    async def read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run fn (a method of `reader`, a read-only connection) on the reading thread: never behind commits."""
+        return await asyncio.get_running_loop().run_in_executor(self._reads, partial(fn, *args, **kwargs))
 
     def on_commit(self, listener: Callable[[], None]) -> None:
         """Call `listener` (on the loop) after each commit that added packages."""
         self._listeners.append(listener)
 
     async def commit(self, **parts: Any) -> int:
-        """Spool.commit on the spool thread, then wake the uplinks."""
-        added = await self.call(self.spool.commit, **parts)
-        if added:
-            for listener in self._listeners:
-                listener()
-        return added
+        """Write changes and wait until they are durable; return how many packages were new."""
+        result = await self.write(Changes(**parts))
+        return result.added
 
     async def close(self) -> None:
-        """Close the database and stop the thread; idempotent."""
+        """Commit what is pending (if it can), close the database and stop the threads; idempotent."""
         if self.closed:
             return
         self.closed = True
+        if self._task is not None:
+            if self._pending and self.fatal is None and self.full is None:
+                try:
+                    await asyncio.wait_for(self.flush(), 30.0)
+                except (asyncio.TimeoutError, SpoolError, sqlite3.Error) as exc:
+                    log.error("spool: changes not committed at close: %s", exc)
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        if self._pending:
+            log.error("spool closed with %s of changes it could not commit (%s)", _mb(self._pending.payload_bytes()),
+                      self.full or self.fatal)
+        await self.read(self.reader.close)
+        await asyncio.get_running_loop().run_in_executor(self._checkpoints, self._checkpointer.close)
         await self.call(self.spool.close)
         self._pool.shutdown(wait=True)
+        self._reads.shutdown(wait=True)
+        self._checkpoints.shutdown(wait=True)
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.2f} MB"

@@ -31,6 +31,7 @@ from gateway.drivers.hexoskin import HexoskinDriver  # noqa: E402
 from gateway.drivers.kardiamobile import KardiaMobileDriver  # noqa: E402
 from gateway.packagers.hexoskin import HexoskinDataPackager  # noqa: E402
 from gateway.packagers.kardia import KardiaRecordingPackager  # noqa: E402
+from gateway.packagers.worker import PackagingWorker  # noqa: E402
 from gateway.pipeline import DevicePipeline  # noqa: E402
 from gateway.spool import AsyncSpool  # noqa: E402
 from simulators.devices.hexoskin import HexoskinModel  # noqa: E402
@@ -89,7 +90,8 @@ async def bench_pipeline(data: bytes, size: int, sync: str, directory: Path, dev
         p.unlink(missing_ok=True)
     spool = AsyncSpool(path, sync)
     _, driver_cls, packagers = DEVICES[device]
-    pipeline = DevicePipeline("bench", packagers(), spool, 1.0)
+    # Packaging inline: the whole path on the one pinned CPU, as it ran before the worker existed.
+    pipeline = DevicePipeline("bench", packagers(), PackagingWorker("inline"), spool=spool)
     driver = driver_cls()
     arrival = 1_700_000_000.0
     t = time.perf_counter()
@@ -97,7 +99,7 @@ async def bench_pipeline(data: bytes, size: int, sync: str, directory: Path, dev
         events = driver.feed(part, arrival)
         arrival = next((e.arrival for e in events if isinstance(e, SampleBlock)), arrival)
         await pipeline.handle(events)
-    await pipeline.close()
+    await pipeline.finish()
     elapsed = time.perf_counter() - t
     stats = await spool.call(spool.spool.stats)
     await spool.close()

@@ -104,8 +104,11 @@ async def until_count(counters, name: str, n: int, timeout: float = 30.0) -> Non
 
 
 async def read_all(transport, n_bytes: int, timeout: float = 30.0) -> None:
-    """Wait until the gateway's transport has read n_bytes (everything the simulator wrote that arrives)."""
+    """Wait until the gateway's transport has read n_bytes (everything the simulator wrote that arrives)
+    and the ingest has taken them from its inbox (a tick decodes what it takes at once)."""
     await until_count(transport.counters, "bytes", n_bytes, timeout)
+    await until(lambda: not transport.inbox.items, lambda: f"{transport.inbox.bytes} bytes still in the inbox",
+                timeout)
 
 
 def wait_for(predicate, timeout: float, what: str) -> None:

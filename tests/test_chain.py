@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -153,13 +152,13 @@ async def test_garbage_corrupt_frames_and_drops_are_counted_recorded_and_never_c
 
 
 def _committed(spool_path) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
-    """(package ranges pending, journal ranges) in a spool, read without writing to it."""
-    db = sqlite3.connect(f"file:{spool_path}?mode=ro", uri=True)
+    """(package ranges pending, journaled ranges not yet packaged) in a spool, read without writing to it."""
+    spool = Spool(spool_path, readonly=True)
     try:
-        packages = db.execute("SELECT first, end FROM packages ORDER BY first").fetchall()
-        journal = db.execute("SELECT first, first + n FROM journal ORDER BY first").fetchall()
+        packages = sorted((p.first, p.end) for p in spool.due("kardia", now=1e12, limit=100_000))
+        journal = sorted((r.first, r.end) for rec in spool.recover() for r in rec.rows)
     finally:
-        db.close()
+        spool.close()
     return packages, journal
 
 

@@ -47,7 +47,7 @@ async def spool(tmp_path):
 
 
 async def test_full_windows_are_packaged_with_exact_samples_and_metadata(spool, tmp_path):
-    pipe = DevicePipeline("dev", [packager(1.0)], spool)
+    pipe = DevicePipeline("dev", [packager(1.0)], spool=spool)
     await pipe.handle([info(), *blocks(0, 1000)])
     await spool.close()
     pkgs = spooled(tmp_path / "spool.db")
@@ -67,10 +67,10 @@ async def test_full_windows_are_packaged_with_exact_samples_and_metadata(spool, 
 
 
 async def test_a_gap_cuts_the_window_and_is_recorded(spool, tmp_path):
-    pipe = DevicePipeline("dev", [packager(1.0)], spool)
+    pipe = DevicePipeline("dev", [packager(1.0)], spool=spool)
     sid = info().stream("leadI")
     await pipe.handle([info(), *blocks(0, 500), Gap(sid, 500, 100), *blocks(600, 1000)])
-    await pipe.close()
+    await pipe.finish()
     await spool.close()
     assert [(a, b) for a, b, _ in spooled(tmp_path / "spool.db")] == [(0, 300), (300, 500), (600, 900), (900, 1000)]
     s = Spool(tmp_path / "spool.db")
@@ -79,30 +79,31 @@ async def test_a_gap_cuts_the_window_and_is_recorded(spool, tmp_path):
     s.close()
 
 
-async def test_journal_is_flushed_each_interval_of_samples(spool, tmp_path):
-    pipe = DevicePipeline("dev", [packager(30.0)], spool, journal_interval=1.0)
+async def test_every_sample_taken_is_journaled_by_the_next_commit(spool, tmp_path):
+    pipe = DevicePipeline("dev", [packager(30.0)], spool=spool)
     await pipe.handle([info(), *blocks(0, 275)])
-    assert pipe.counters["commits"] == 0  # less than a second of samples: RAM only
+    (rec,) = await spool.call(spool.spool.recover)  # less than a window, already durable
+    assert [(r.first, r.end) for r in rec.rows] == [(0, 275)]
     await pipe.handle(blocks(275, 300))
-    assert pipe.counters["commits"] == 1
     (rec,) = await spool.call(spool.spool.recover)
-    assert rec.rows[0].first == 0 and len(rec.rows[0].samples) == 300
+    assert [(r.first, r.end) for r in rec.rows] == [(0, 275), (275, 300)]
+    assert np.array_equal(np.concatenate([r.samples for r in rec.rows]), SIGNAL[:300])
 
 
 async def test_restart_recovers_the_journal_and_drops_resent_samples(tmp_path):
     path = tmp_path / "spool.db"
     sp = AsyncSpool(path)
-    pipe = DevicePipeline("dev", [packager(1.0)], sp)
+    pipe = DevicePipeline("dev", [packager(1.0)], spool=sp)
     await pipe.handle([info(), *blocks(0, 450)])  # one package [0,300) + journal up to 450
     await sp.close()  # the process dies here: no close(), nothing else written
 
     sp = AsyncSpool(path)
-    pipe = DevicePipeline("dev", [packager(1.0)], sp)
+    pipe = DevicePipeline("dev", [packager(1.0)], spool=sp)
     (rec,) = await sp.call(sp.spool.recover)
-    assert await pipe.recover(rec) == 1
+    assert pipe.recover(rec) == 1
     # The device resends 50 samples the first run already had, then carries on.
     await pipe.handle([info(), *blocks(400, 900)])
-    await pipe.close()
+    await pipe.finish()
     await sp.close()
     pkgs = spooled(path)
     assert [(a, b) for a, b, _ in pkgs] == [(0, 300), (300, 450), (450, 750), (750, 900)]
@@ -116,14 +117,14 @@ async def test_restart_recovers_the_journal_and_drops_resent_samples(tmp_path):
 async def test_restart_records_the_gap_while_the_gateway_was_down(tmp_path):
     path = tmp_path / "spool.db"
     sp = AsyncSpool(path)
-    await DevicePipeline("dev", [packager(1.0)], sp).handle([info(), *blocks(0, 450)])
+    await DevicePipeline("dev", [packager(1.0)], spool=sp).handle([info(), *blocks(0, 450)])
     await sp.close()
     sp = AsyncSpool(path)
-    pipe = DevicePipeline("dev", [packager(1.0)], sp)
+    pipe = DevicePipeline("dev", [packager(1.0)], spool=sp)
     for rec in await sp.call(sp.spool.recover):
-        await pipe.recover(rec)
+        pipe.recover(rec)
     await pipe.handle([info(), *blocks(600, 700)])
-    await pipe.close()
+    await pipe.finish()
     gaps = await sp.call(sp.spool.gaps)
     await sp.close()
     assert [(g.start, g.missing) for g in gaps] == [(450, 150)]
@@ -131,10 +132,10 @@ async def test_restart_records_the_gap_while_the_gateway_was_down(tmp_path):
 
 
 async def test_a_new_session_closes_the_old_one(spool, tmp_path):
-    pipe = DevicePipeline("dev", [packager(1.0)], spool)
+    pipe = DevicePipeline("dev", [packager(1.0)], spool=spool)
     await pipe.handle([info("00000001"), *blocks(0, 400, session="00000001")])
     await pipe.handle([info("00000002"), *blocks(0, 100, session="00000002")])
-    await pipe.close()
+    await pipe.finish()
     await spool.close()
     s = Spool(tmp_path / "spool.db")
     keys = [p.key for p in s.due("kardia", now=1e12, limit=100)]
@@ -144,10 +145,10 @@ async def test_a_new_session_closes_the_old_one(spool, tmp_path):
 
 
 async def test_blocks_far_larger_than_the_ring_are_packaged_without_loss(spool, tmp_path):
-    pipe = DevicePipeline("dev", [packager(30.0)], spool)
+    pipe = DevicePipeline("dev", [packager(30.0)], spool=spool)
     big = SampleBlock(info().stream("leadI"), 0, SIGNAL[:150_000], 1_700_000_500.0)  # 500 s in one block
     await pipe.handle([info(), big])
-    await pipe.close()
+    await pipe.finish()
     assert pipe.streams[info().stream("leadI")].ring.capacity < 150_000
     await spool.close()
     pkgs = spooled(tmp_path / "spool.db")
@@ -156,6 +157,6 @@ async def test_blocks_far_larger_than_the_ring_are_packaged_without_loss(spool, 
 
 
 async def test_samples_of_unconsumed_channels_or_unknown_streams_are_counted(spool):
-    pipe = DevicePipeline("dev", [packager(1.0)], spool)
+    pipe = DevicePipeline("dev", [packager(1.0)], spool=spool)
     await pipe.handle(blocks(0, 100))  # no device info yet: no stream to put them in
     assert pipe.counters["unused_samples"] == 100

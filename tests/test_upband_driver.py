@@ -179,7 +179,7 @@ async def spool(tmp_path):
 async def test_on_a_real_spool_readings_commit_at_once_and_a_repeat_is_spooled_once(spool, tmp_path):
     d = UpBandDriver()
     connect(d)
-    pipe = DevicePipeline("band", [UpCardiacEventPackager("up", 60), HubVitalsPackager("hub", 60)], spool)
+    pipe = DevicePipeline("band", [UpCardiacEventPackager("up", 60), HubVitalsPackager("hub", 60)], spool=spool)
     events = [ev for i in range(150) for ev in d.feed(hrm(60 + i % 3), T0 + i)]
     pressure = bp(121, 79, datetime(2026, 11, 23, 10, 30, 0))
     events += d.feed(pressure, T0 + 150)
@@ -194,6 +194,9 @@ async def test_on_a_real_spool_readings_commit_at_once_and_a_repeat_is_spooled_o
         hubs = s.due("hub", now=1e12, limit=100)
     finally:
         s.close()
+    # A reading is staged when it arrives, a window when it is packaged: order is kept per stream only.
+    ups.sort(key=lambda p: (p.stream, p.first))
+    hubs.sort(key=lambda p: (p.stream, p.first))
     assert [(p.kind, p.first, p.end) for p in ups] == [("up.cardiac_event", 0, 60), ("up.cardiac_event", 60, 120),
                                                         ("up.cardiac_event", 0, 0)]
     assert [parse_qs(p.body.decode())["heart_rate"] for p in ups] == [["61"], ["61"], ["70"]]

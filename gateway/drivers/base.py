@@ -31,6 +31,9 @@ class Driver(ABC):
     ble_notify: ClassVar[tuple[str, ...]] = ()
     # Over BLE: characteristics read once per connection, before the notifications (identity, time).
     ble_read: ClassVar[tuple[str, ...]] = ()
+    # What the device sends in a second at its usual settings: the daemon bounds what a transport
+    # may hold unread by the core to a fraction of journal_interval of it.
+    bytes_per_second: ClassVar[int] = 1024
 
     def __init__(self) -> None:
         self.counters: Counter[str] = Counter()

@@ -48,6 +48,7 @@ class HexoskinDriver(Driver):
     """Decodes the Hexoskin serial protocol into events for the core."""
 
     name = "hexoskin"
+    bytes_per_second = 2030  # firmware_specs/hexoskin.md, one ECG lead (3,406 with three)
     ble_notify = (proto.BLE_FRAMES_UUID,)
 
     def __init__(self) -> None:

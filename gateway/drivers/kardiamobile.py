@@ -34,6 +34,7 @@ class KardiaMobileDriver(Driver):
     """Decodes the KardiaMobile serial protocol into events for the core."""
 
     name = "kardiamobile"
+    bytes_per_second = 834  # firmware_specs/kardiamobile.md: 12 sample frames of 66 bytes + one info frame
     ble_notify = (proto.BLE_FRAMES_UUID,)
 
     def __init__(self) -> None:

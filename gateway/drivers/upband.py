@@ -45,6 +45,7 @@ class UpBandDriver(Driver):
     """Decodes an UP-class band's GATT values into a heart-rate stream and readings."""
 
     name = "upband"
+    bytes_per_second = 64  # a heart rate a second and an occasional indication
     ble_read = (SERIAL, MODEL_NUMBER, FIRMWARE, LOCAL_TIME)
     ble_notify = (HRM, BPM, EVENT)
 

@@ -23,6 +23,9 @@ class Packager(ABC):
     # Waveforms may give way, oldest first, when the spool reaches its size cap; events
     # (readings, summaries) never do. A packager says which it makes.
     evictable: bool = False
+    # A packager that analyses its windows runs in the packaging worker (packagers/worker.py),
+    # off the event loop; with analyse=False it must still make the package, without analysis.
+    offload: bool = False
 
     def __init__(self, uplink: str) -> None:
         self.uplink = uplink
@@ -37,9 +40,10 @@ class Packager(ABC):
 
     @abstractmethod
     def package(self, info: DeviceInfo, stream: StreamId, first: int, samples: np.ndarray,
-                start_time: float) -> Package | None:
+                start_time: float, analyse: bool = True) -> Package | None:
         """One package of `samples` (counters first..), whose first sample was taken at `start_time`;
-        None when the window holds nothing this vendor takes (e.g. heart rate with no skin contact)."""
+        None when the window holds nothing this vendor takes (e.g. heart rate with no skin contact).
+        With analyse=False (the analysis failed or timed out) the package leaves out what analysis adds."""
 
     def reading(self, reading: Reading) -> Package | None:
         """The package of one discrete reading, or None if this vendor does not take its kind."""

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from gateway.analysis import breathing, heart_rate
-from gateway.analysis.ecg import analyse_ecg
 from gateway.core.blocks import DeviceInfo, StreamId
 from gateway.packagers.base import TimedPackager
 from gateway.spool import Package
@@ -24,7 +22,10 @@ BREATHING_SERIES_WINDOW_S = 15.0  # a per-second breathing rate averages the bre
 
 def derived_ecg(samples: np.ndarray, fs: int, t0: int) -> dict[int, list[list[int]]]:
     """Heart rate (19) and RR intervals (18) of one ECG window whose first sample is at HexoTimestamp t0."""
-    analysis = analyse_ecg(samples, fs, with_enhanced=False)
+    from gateway.analysis import heart_rate  # scipy: only where windows are analysed
+    from gateway.analysis.ecg import analyse_window
+
+    analysis = analyse_window(samples, fs, with_enhanced=False)
     if analysis.rhythm in ("unreadable", "no_analysis") or len(analysis.peaks) < 2:
         return {}
     ticks = hx.TICKS_PER_SECOND // fs
@@ -37,6 +38,8 @@ def derived_ecg(samples: np.ndarray, fs: int, t0: int) -> dict[int, list[list[in
 
 def derived_breathing(samples: np.ndarray, fs: int, t0: int) -> dict[int, list[list[int]]]:
     """Breathing rate (33, 1 Hz) of one thoracic-band window whose first sample is at t0."""
+    from gateway.analysis import breathing, heart_rate  # scipy: only where windows are analysed
+
     peaks = breathing.breath_peaks(samples, fs)
     rate = heart_rate.rate_per_second(peaks, fs, len(samples), BREATHING_SERIES_WINDOW_S)
     seconds = np.flatnonzero(np.isfinite(rate))
@@ -50,6 +53,7 @@ class HexoskinDataPackager(TimedPackager):
 
     kind = "hexoskin.data"
     evictable = True  # waveforms: give way at the spool's size cap
+    offload = True  # derived series come from the analysis; bodies are [[ts, v], ...] pairs
 
     def channels(self, info: DeviceInfo) -> tuple[str, ...]:
         """Every channel with a Hexoskin datatype, on a device that stamps HexoTimestamps."""
@@ -59,15 +63,15 @@ class HexoskinDataPackager(TimedPackager):
                      and hx.TICKS_PER_SECOND % info.channels[c].sampling_frequency == 0)
 
     def package(self, info: DeviceInfo, stream: StreamId, first: int, samples: np.ndarray,
-                start_time: float) -> Package:
-        """The channel's samples with their exact HexoTimestamps, plus derived series."""
+                start_time: float, analyse: bool = True) -> Package:
+        """The channel's samples with their exact HexoTimestamps, plus derived series (with analysis)."""
         fs = info.channels[stream.channel].sampling_frequency
         ticks = hx.TICKS_PER_SECOND // fs
         t0 = int(info.extra["session_start"]) + first * ticks
         data = {hx.CHANNEL_DATATYPES[stream.channel]: hx.series(t0 + np.arange(len(samples)) * ticks, samples)}
-        if stream.channel == "leadI":
+        if analyse and stream.channel == "leadI":
             data.update(derived_ecg(samples, fs, t0))
-        elif stream.channel == "respThoracic":
+        elif analyse and stream.channel == "respThoracic":
             data.update(derived_breathing(samples, fs, t0))
         body = hx.data_body(info.device, info.extra["session_start"], info.firmware, data)
         return self._package(stream, first, len(samples), start_time, body)

@@ -14,7 +14,6 @@ from datetime import timedelta, timezone, tzinfo
 
 import numpy as np
 
-from gateway.analysis.ecg import analyse_ecg
 from gateway.core.blocks import HEART_RATE_CHANNEL, DeviceInfo, Reading, StreamId
 from gateway.core.timefmt import iso_with_offset
 from gateway.packagers.base import TimedPackager, idempotency_key
@@ -28,6 +27,7 @@ class HubEcgPackager(TimedPackager):
     """ECG summaries for the hub, one per recording window."""
 
     kind = "humanapi.ecg"
+    offload = True  # its heart rate and determination come from the analysis
 
     def __init__(self, uplink: str, recording_seconds: float = 30.0, tz: tzinfo | None = None) -> None:
         super().__init__(uplink, recording_seconds, tz)
@@ -37,15 +37,19 @@ class HubEcgPackager(TimedPackager):
         return tuple(c for c in ECG_CHANNELS if c in info.channels)
 
     def package(self, info: DeviceInfo, stream: StreamId, first: int, samples: np.ndarray,
-                start_time: float) -> Package:
-        """One `ecg` measurement describing these samples."""
+                start_time: float, analyse: bool = True) -> Package:
+        """One `ecg` measurement describing these samples (without analysis: no rate or determination)."""
         fs = info.channels[stream.channel].sampling_frequency
-        analysis = analyse_ecg(samples, fs, info.extra.get("mains_frequency"), with_enhanced=False)
+        hr = determination = None
+        if analyse:
+            from gateway.analysis.ecg import analyse_window  # scipy: only where windows are analysed
+
+            analysis = analyse_window(samples, fs, info.extra.get("mains_frequency"), with_enhanced=False)
+            hr, determination = analysis.heart_rate, analysis.determination
         body = humanapi.measurement_body("ecg", iso_with_offset(start_time, self.tz), info.model,
                                          idempotency_key(stream, first, first + len(samples)),
                                          duration=round(len(samples) / fs, 3), sampleRate=fs, leadCount=1,
-                                         heartRate=analysis.heart_rate,
-                                         determination=analysis.determination)
+                                         heartRate=hr, determination=determination)
         return self._package(stream, first, len(samples), start_time, body)
 
 
@@ -65,7 +69,7 @@ class HubVitalsPackager(TimedPackager):
         return self.tz if tz_minutes is None else timezone(timedelta(minutes=tz_minutes))
 
     def package(self, info: DeviceInfo, stream: StreamId, first: int, samples: np.ndarray,
-                start_time: float) -> Package | None:
+                start_time: float, analyse: bool = True) -> Package | None:
         """A `heart_rate` measurement: the mean of the window's readings (0 is 'no reading')."""
         rates = samples[samples > 0]
         if not len(rates):

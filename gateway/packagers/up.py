@@ -44,7 +44,7 @@ class UpCardiacEventPackager(TimedPackager):
         return (HEART_RATE_CHANNEL,) if HEART_RATE_CHANNEL in info.channels else ()
 
     def package(self, info: DeviceInfo, stream: StreamId, first: int, samples: np.ndarray,
-                start_time: float) -> Package | None:
+                start_time: float, analyse: bool = True) -> Package | None:
         """A 'Heart rate' event: the mean of the window's readings (0 is 'no reading')."""
         rates = samples[samples > 0]
         if not len(rates):

@@ -1,5 +1,10 @@
 """The uplink worker: spooled packages -> one vendor API over httpx, with retries.
 
+Up to `in_flight` uploads run at once over one keep-alive client, so one slow answer does not
+stall the queue. Packages are read on the spool's read connection (never behind a commit);
+each outcome (acknowledged, retry later, dead letter) goes into the spool's next group commit,
+and the package is not fetched again until that outcome is durable.
+
 What each answer does:
 - 2xx: acknowledged; the package is deleted from the spool.
 - 408, 429, 5xx, a network error or a timeout: transient; retried with exponential backoff
@@ -25,7 +30,7 @@ from enum import Enum
 
 import httpx
 
-from gateway.spool import AsyncSpool, StoredPackage
+from gateway.spool import AsyncSpool, Changes, StoredPackage
 from gateway.vendors.extensions import REPLAYED_HEADER
 
 log = logging.getLogger(__name__)
@@ -91,14 +96,19 @@ class BearerAuth(httpx.Auth):
         yield request
 
 
-class Uplink(ABC):
-    """Delivers one uplink's packages from the spool, oldest first."""
+DEFAULT_IN_FLIGHT = 4
 
-    def __init__(self, name: str, base_url: str, timeout: float = 30.0, policy: RetryPolicy | None = None) -> None:
+
+class Uplink(ABC):
+    """Delivers one uplink's packages from the spool, oldest first, several at a time."""
+
+    def __init__(self, name: str, base_url: str, timeout: float = 30.0, policy: RetryPolicy | None = None,
+                 in_flight: int = DEFAULT_IN_FLIGHT) -> None:
         self.name = name
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self.policy = policy or RetryPolicy()
+        self.in_flight = in_flight
         self.counters: Counter[str] = Counter()
         self.last_ok: float | None = None
         self.last_error: str | None = None
@@ -106,6 +116,9 @@ class Uplink(ABC):
         self.auth: httpx.Auth | None = None
         self.on_ack: Callable[[float], None] | None = None  # age (s) of an acknowledged package's first sample
         self._wake = asyncio.Event()
+        self._sending: dict[int, asyncio.Task] = {}
+        self._settling: set[int] = set()  # outcome written, not yet committed: not to be fetched again
+        self._streams: dict[int, str] = {}  # package id -> its stream, while under way or settling
 
     @abstractmethod
     def build_request(self, client: httpx.AsyncClient, package: StoredPackage) -> httpx.Request:
@@ -116,25 +129,50 @@ class Uplink(ABC):
         return response.headers.get(REPLAYED_HEADER, "").lower() == "true"
 
     def wake(self) -> None:
-        """New packages are in the spool."""
+        """New packages are in the spool (or an upload ended)."""
         self._wake.set()
 
     async def run(self, spool: AsyncSpool, stop: asyncio.Event) -> None:
-        """Deliver until `stop` is set."""
-        async with httpx.AsyncClient(timeout=self.timeout) as client:
-            while not stop.is_set():
-                now = time.time()
-                if self.resume_at > now:
-                    await self._wait(stop, self.resume_at - now)
-                    continue
-                batch = await spool.call(spool.spool.due, self.name, now)
-                if not batch:
-                    nxt = await spool.call(spool.spool.next_attempt, self.name)
-                    await self._wait(stop, 5.0 if nxt is None else min(5.0, max(0.0, nxt - now)))
-                    continue
-                for package in batch:
-                    if stop.is_set() or not await self._deliver(client, spool, package):
-                        break
+        """Deliver until `stop` is set; uploads under way then finish (or time out) first."""
+        limits = httpx.Limits(max_connections=self.in_flight, max_keepalive_connections=self.in_flight)
+        async with httpx.AsyncClient(timeout=self.timeout, limits=limits) as client:
+            try:
+                while not stop.is_set():
+                    now = time.time()
+                    if self.resume_at > now:
+                        await self._wait(stop, self.resume_at - now)
+                        continue
+                    room = self.in_flight - len(self._sending)
+                    if room <= 0:
+                        await self._wait(stop, 5.0)
+                        continue
+                    batch = await spool.read(spool.reader.due, self.name, now, room,
+                                             set(self._sending) | self._settling, set(self._streams.values()))
+                    if not batch:
+                        nxt = await spool.read(spool.reader.next_attempt, self.name)
+                        # Due but excluded (under way, or an outcome not yet durable): the wake comes.
+                        await self._wait(stop, 5.0 if nxt is None else min(5.0, max(0.05, nxt - now)))
+                        continue
+                    for package in batch:
+                        task = asyncio.create_task(self._deliver(client, spool, package),
+                                                   name=f"upload {self.name} {package.key}")
+                        self._sending[package.id] = task
+                        self._streams[package.id] = package.stream
+                        task.add_done_callback(lambda _t, pid=package.id: self._sent(pid))
+            finally:
+                if self._sending:
+                    await asyncio.wait(list(self._sending.values()), timeout=self.timeout)
+                for task in list(self._sending.values()):
+                    task.cancel()
+
+    def _sent(self, package_id: int) -> None:
+        self._sending.pop(package_id, None)
+        self._wake.set()
+
+    def _settled(self, package_id: int) -> None:
+        self._settling.discard(package_id)
+        self._streams.pop(package_id, None)
+        self._wake.set()
 
     async def _wait(self, stop: asyncio.Event, seconds: float) -> None:
         self._wake.clear()
@@ -145,56 +183,62 @@ class Uplink(ABC):
             for w in waiters:
                 w.cancel()
 
-    async def _deliver(self, client: httpx.AsyncClient, spool: AsyncSpool, package: StoredPackage) -> bool:
-        """Send one package; True to go on with the next, False to pause this uplink."""
-        s = spool.spool
+    def _settle(self, spool: AsyncSpool, package_id: int, changes: Changes) -> None:
+        """Write an outcome; the package is not fetched again until it is durable."""
+        self._settling.add(package_id)
+        spool.write(changes).add_done_callback(lambda _f, pid=package_id: self._settled(pid))
+
+    async def _deliver(self, client: httpx.AsyncClient, spool: AsyncSpool, package: StoredPackage) -> None:
+        """Send one package and write what its answer means."""
         try:
             response = await client.send(self.build_request(client, package), auth=self.auth)
         except httpx.HTTPError as exc:
-            return await self._transient(spool, package, f"{type(exc).__name__}: {exc}", None)
+            self._transient(spool, package, f"{type(exc).__name__}: {exc}", None)
+            return
         outcome = classify(response.status_code)
         if outcome is Outcome.OK:
-            await spool.call(s.ack, package.id)
+            self._settle(spool, package.id, Changes(acks=[package.id]))
             self.counters["acked"] += 1
             if self.is_replay(response):
                 self.counters["replayed"] += 1
             self.last_ok = time.time()
             if self.on_ack:
                 self.on_ack(self.last_ok - package.sample_time)
-            return True
+            return
         detail = f"HTTP {response.status_code}: {response.text[:500]}"
         if outcome is Outcome.RETRY:
             delay = retry_after(response.headers.get("Retry-After"), time.time())
             if delay is not None:
                 self.counters["retry_after_honoured"] += 1
                 delay = min(delay, self.policy.max_retry_after)
-            return await self._transient(spool, package, detail, delay)
+            self._transient(spool, package, detail, delay)
+            return
         if outcome is Outcome.AUTH:
             self.counters["auth_refused"] += 1
             self.last_error = detail
-            log.error("uplink %s: %s refused our credentials (%s); pausing %.0f s, nothing is dropped",
-                      self.name, self.base_url, detail, self.policy.auth_pause)
-            await spool.call(s.retry_later, package.id, time.time() + self.policy.auth_pause, detail)
-            self.resume_at = time.time() + self.policy.auth_pause
-            return False
+            if self.resume_at <= time.time():  # one line per pause, not one per upload under way
+                log.error("uplink %s: %s refused our credentials (%s); pausing %.0f s, nothing is dropped",
+                          self.name, self.base_url, detail, self.policy.auth_pause)
+            self._settle(spool, package.id,
+                         Changes(retries=[(package.id, time.time() + self.policy.auth_pause, detail)]))
+            self.resume_at = max(self.resume_at, time.time() + self.policy.auth_pause)
+            return
         self.counters["dead_lettered"] += 1
         self.last_error = detail
         log.error("uplink %s: package %s refused for good, kept as a dead letter: %s", self.name, package.key, detail)
-        await spool.call(s.dead_letter, package.id, detail, response.status_code)
-        return True
+        self._settle(spool, package.id, Changes(dead=[(package.id, detail, response.status_code)]))
 
-    async def _transient(self, spool: AsyncSpool, package: StoredPackage, detail: str, delay: float | None) -> bool:
+    def _transient(self, spool: AsyncSpool, package: StoredPackage, detail: str, delay: float | None) -> None:
         if delay is None:
             delay = self.policy.backoff(package.attempts)
         self.counters["retried"] += 1
         self.last_error = detail
         log.warning("uplink %s: %s; retrying %s in %.1f s", self.name, detail, package.key, delay)
-        await spool.call(spool.spool.retry_later, package.id, time.time() + delay, detail)
-        self.resume_at = time.time() + delay
-        return False
+        self._settle(spool, package.id, Changes(retries=[(package.id, time.time() + delay, detail)]))
+        self.resume_at = max(self.resume_at, time.time() + delay)
 
     def status(self) -> dict:
         """Counters and health for status pages."""
         return {"name": self.name, "base_url": self.base_url, "counters": dict(self.counters),
-                "last_ok": self.last_ok, "last_error": self.last_error,
+                "last_ok": self.last_ok, "last_error": self.last_error, "in_flight": len(self._sending),
                 "paused_for_s": round(max(0.0, self.resume_at - time.time()), 1)}

@@ -1,0 +1,216 @@
+"""Every device's data path, once per tick: inboxes -> drivers -> pipelines -> one group commit.
+
+A tick takes what each device's transport has put in its inbox, decodes it in one call per
+run of bytes (not per frame), lets the device's pipeline stage the events, collects what is
+ready (journal rows, finished packages, stream rows) and hands the lot to the spool's writer as
+one set of changes. Ticks come at most every `interval` seconds while data flows, and at once
+while a transport is held back at its inbox limit (a backlog being caught up).
+
+Bounds:
+- The ingest never runs ahead of the writer by more than one set of changes: a transaction
+  being committed and one waiting. Past that it waits, the inboxes fill to their limits and
+  the transports stop reading: what has left the kernel and is not durable stays bounded.
+- When the spool refuses transactions for space, it keeps their changes in RAM; the ingest
+  goes on up to `ram_bytes` of them, says so once, then stops taking inboxes (the devices'
+  bytes wait in the kernel and the devices) until the spool is writable again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from gateway.config import DeviceConfig
+from gateway.drivers.base import Driver, bad_frames
+from gateway.pipeline import DevicePipeline
+from gateway.spool import AsyncSpool, Changes, CommitResult
+from gateway.transports import LINK_DOWN, LinkEvent, Transport
+
+log = logging.getLogger(__name__)
+
+DEFAULT_INTERVAL_S = 0.05
+MAX_PACKAGE_BYTES = 1 << 20  # package bodies per commit; the rest go in the next (they are journaled)
+
+
+@dataclass
+class DeviceRunner:
+    """One configured device's live parts."""
+
+    config: DeviceConfig
+    transport: Transport
+    driver: Driver
+    pipeline: DevicePipeline
+    last_data: float | None = None
+
+    def status(self) -> dict[str, Any]:
+        """Link state, counters and streams."""
+        return {"name": self.config.name, "driver": self.config.driver, "transport": self.transport.address,
+                "connected": self.transport.connected, "last_data": self.last_data,
+                "bad_frames": bad_frames(self.driver.counters),
+                "transport_counters": dict(self.transport.counters), "driver_counters": dict(self.driver.counters),
+                "pipeline_counters": dict(self.pipeline.counters), "streams": self.pipeline.status()}
+
+    def decode(self, items: list, events: list) -> None:
+        """Feed the driver what the inbox held: each run of bytes in one call, link events between."""
+        chunks: list[bytes] = []
+        arrival = 0.0
+        for item, at in items:
+            if type(item) is bytes:
+                chunks.append(item)
+                arrival = at
+                continue
+            if chunks:
+                self._feed(chunks[0] if len(chunks) == 1 else b"".join(chunks), arrival, events)
+                chunks = []
+            if isinstance(item, LinkEvent):
+                if item is LINK_DOWN:
+                    events += self.driver.link_lost()
+            else:  # a Notification keeps its characteristic: one call each
+                self._feed(item, at, events)
+                arrival = at
+        if chunks:
+            self._feed(chunks[0] if len(chunks) == 1 else b"".join(chunks), arrival, events)
+        if arrival:
+            self.last_data = arrival
+
+    def _feed(self, data: bytes, arrival: float, events: list) -> None:
+        try:
+            events += self.driver.feed(data, arrival)
+        except Exception:  # a driver bug must not take the device (or the daemon) down
+            self.driver.counters["driver_errors"] += 1
+            log.exception("device %s: driver %s failed on %d bytes; dropped them", self.config.name,
+                          self.config.driver, len(data))
+            events += self.driver.link_lost()
+
+
+class Ingest:
+    """The tick loop over every device."""
+
+    def __init__(self, runners: list[DeviceRunner], spool: AsyncSpool, interval: float = DEFAULT_INTERVAL_S,
+                 ram_bytes: int = 64 << 20, on_durable: Callable[[np.ndarray], None] | None = None,
+                 on_tick: Callable[[np.ndarray], None] | None = None) -> None:
+        self.runners = runners
+        self.spool = spool
+        self.interval = interval
+        self.ram_bytes = ram_bytes
+        self.on_durable = on_durable  # ages (s) of the oldest sample of each journal row, at its commit
+        self.on_tick = on_tick  # how long each tick took (s)
+        self.counters: dict[str, int] = {"ticks": 0, "held_back": 0, "ram_full": 0}
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._ram_full_logged = False
+        for r in runners:
+            r.transport.inbox.on_ready = self.wake
+            r.pipeline.on_change = self.wake
+
+    def wake(self) -> None:
+        """Something arrived (bytes, a finished window): a tick is due."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Tick until stop(): at most every `interval` s while data flows, at once in a backlog."""
+        loop = asyncio.get_running_loop()
+        last = 0.0
+        backlog = False
+        while not self._stopping:
+            if backlog:
+                await asyncio.sleep(0)  # the transports read while the last changes commit
+            else:
+                await self._wake.wait()
+                wait = last + self.interval - loop.time()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+            self._wake.clear()
+            if self._stopping:
+                break
+            if not await self._writer_ready():
+                backlog = False
+                continue
+            last = loop.time()
+            backlog = self.tick()
+            if self.on_tick is not None:
+                self.on_tick(np.array([loop.time() - last]))
+
+    async def _writer_ready(self) -> bool:
+        """Wait while the writer is behind; False when the spool holds its RAM bound (nothing is taken)."""
+        spool = self.spool
+        while spool.committing and spool.backlog and spool.full is None and spool.fatal is None \
+                and not self._stopping:
+            self.counters["held_back"] += 1
+            await spool.progress()
+        if spool.full is not None and spool.pending_bytes >= self.ram_bytes:
+            self.counters["ram_full"] += 1
+            if not self._ram_full_logged:
+                self._ram_full_logged = True
+                log.error("spool full and %.1f MB held in RAM: devices are no longer read until the spool takes"
+                          " changes again (their bytes wait in the kernel and the devices)", self.ram_bytes / 1e6)
+            await asyncio.sleep(self.spool.retry_s)
+            self._wake.set()
+            return False
+        if self._ram_full_logged and spool.full is None:
+            self._ram_full_logged = False
+            log.warning("spool writable again: reading devices again")
+        return True
+
+    def tick(self) -> bool:
+        """One pass over every device; returns True if an inbox was at its limit (a backlog)."""
+        ch = Changes()
+        backlog = False
+        events: list = []
+        owners: list[tuple[int, DevicePipeline]] = []  # (first index in ch.packages, pipeline)
+        for runner in self.runners:
+            start = len(ch.packages)
+            inbox = runner.transport.inbox
+            if inbox.items:
+                backlog |= inbox.bytes >= inbox.limit
+                runner.decode(inbox.take(), events)
+                if events:
+                    runner.pipeline.stage(events, ch)
+                    events = []
+            runner.pipeline.collect(ch, MAX_PACKAGE_BYTES)
+            if len(ch.packages) > start:
+                owners.append((start, runner.pipeline))
+        self.counters["ticks"] += 1
+        fresh = [t for r in self.runners if r.pipeline.fresh for t in r.pipeline.fresh]
+        for r in self.runners:
+            r.pipeline.fresh.clear()
+        if ch:
+            self.spool.write(ch).add_done_callback(lambda f, fresh=fresh, owners=owners: self._done(f, fresh, owners))
+        return backlog
+
+    def _done(self, fut: asyncio.Future, fresh: list[float], owners: list[tuple[int, DevicePipeline]]) -> None:
+        if fut.cancelled() or fut.exception() is not None:
+            return
+        result: CommitResult = fut.result()
+        if fresh and self.on_durable is not None:
+            self.on_durable(result.committed_at - np.asarray(fresh))
+        if result.duplicate_indices:  # a repeat already spooled under its key: counted on its device
+            starts = [s for s, _ in owners]
+            for i in result.duplicate_indices:
+                owners[bisect.bisect_right(starts, i) - 1][1].committed(1)
+
+    async def stop(self) -> None:
+        """End the loop after its current tick."""
+        self._stopping = True
+        self._wake.set()
+
+    async def finish(self, timeout: float) -> None:
+        """At stop, after the transports ended: take what is left, cut every partial window, commit it all."""
+        self.tick()
+        for r in self.runners:
+            r.pipeline.close()
+        deadline = time.monotonic() + timeout
+        while any(r.pipeline.busy for r in self.runners):
+            self.tick()
+            if time.monotonic() > deadline:
+                log.error("windows still packaging after %.0f s at stop; they stay in the journal", timeout)
+                break
+            await asyncio.sleep(0.01)
+        await self.spool.flush()
