@@ -2,6 +2,7 @@
 
     wearable-sim device kardia [--port PATH | --link PATH] [--duration S] [--speed X | --fast] ...
     wearable-sim device hexoskin [--port PATH | --link PATH] [--breathing-rate N] [--activity walk] ...
+    wearable-sim fleet --devices N [--config-out gateway.toml] [--duration S]
     wearable-sim cloud --port PORT --data-dir DIR
 """
 
@@ -334,6 +335,88 @@ def _add_port_and_timing(p: argparse.ArgumentParser) -> None:
     timing.add_argument("--fast", action="store_true", help="as fast as the reader takes it")
 
 
+def _fleet(args: argparse.Namespace) -> int:
+    import resource
+
+    from simulators.devices.fleet import Fleet, gateway_config
+
+    if args.devices < 1:
+        print("wearable-sim: --devices must be at least 1", file=sys.stderr)
+        return 2
+    if not _timing_ok(args):
+        return 2
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    need = 2 * args.devices + 64  # master and slave of every pty
+    if soft < need:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(need, soft)), hard))
+        except (ValueError, OSError):
+            pass
+    try:
+        fleet = Fleet(args.devices, seed=args.seed, speed=args.speed, link_dir=args.link_dir,
+                      wait_for_reader=not args.no_wait)
+    except OSError as exc:
+        print(f"wearable-sim: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    try:
+        if args.config_out:
+            patients = [args.patient_id] if args.patient_id else _fleet_patients(args)
+            if patients is None:
+                return 2
+            spool = args.spool or str(Path(args.config_out).resolve().with_name("fleet-spool.db"))
+            Path(args.config_out).write_text(gateway_config(
+                fleet, kardia_url=args.kardia_url, api_key=args.api_key, patients=patients, spool=spool,
+                status_listen=args.status_listen, recording_seconds=args.recording_seconds))
+            print(f"CONFIG {args.config_out}", flush=True)
+        else:
+            for i, path in enumerate(fleet.paths):
+                print(f"PORT {i} {path}")
+            sys.stdout.flush()
+        print(f"fleet: {args.devices} KardiaMobiles on ptys, x{args.speed:g}"
+              f"{', each starts when its port is opened' if not args.no_wait else ''}", file=sys.stderr, flush=True)
+        stop = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+
+        def show(st) -> None:
+            if not args.quiet:
+                print(f"fleet: {st.streaming}/{st.devices} streaming, {st.samples} samples, {st.frames} frames,"
+                      f" {st.bytes / 1e6:.1f} MB in {st.wall_seconds:.0f} s, {st.deferred_writes} deferred writes",
+                      file=sys.stderr, flush=True)
+
+        stats = fleet.run(args.duration, stop, show)
+        left = fleet.drain(DRAIN_S)
+        if left:
+            print(f"wearable-sim: readers did not take the last {left} bytes within {DRAIN_S:g} s;"
+                  " closing the ports discards them", file=sys.stderr)
+    finally:
+        fleet.close()
+    out = {**stats.as_dict(), "started_at": [round(float(t), 6) for t in fleet.started_at],
+           "serials": fleet.serials} if args.json else stats.as_dict()
+    print(json.dumps(out) if args.json else f"fleet: sent {stats.samples} samples in {stats.frames} frames from"
+          f" {stats.devices} devices in {stats.wall_seconds:.1f} s", flush=True)
+    return 0
+
+
+def _fleet_patients(args: argparse.Namespace) -> list[str] | None:
+    """One Kardia patient per device, created through the Kardia API the config points at."""
+    import httpx
+
+    out = []
+    try:
+        with httpx.Client(base_url=args.kardia_url, auth=(args.api_key, ""), timeout=30) as client:
+            for i in range(args.devices):
+                r = client.post("/v1/patients", data={"mrn": f"FLEET-{i:04d}", "dob": "1970-01-01",
+                                                      "email": f"fleet{i}@example.com"})
+                r.raise_for_status()
+                out.append(r.json()["id"])
+    except httpx.HTTPError as exc:
+        print(f"wearable-sim: cannot create the fleet's patients at {args.kardia_url}: {exc}"
+              " (give --patient-id, or start wearable-sim cloud first)", file=sys.stderr)
+        return None
+    return out
+
+
 def _add_timing(p: argparse.ArgumentParser, duration_help: str):
     """How much a simulator sends and how fast: --duration and --speed; the group, for more."""
     timing = p.add_argument_group("timing")
@@ -429,6 +512,27 @@ def build_parser() -> argparse.ArgumentParser:
                     help="save every heart rate, blood pressure and event that went out (for exactness checks)")
     _add_output(up)
     up.set_defaults(func=_device_up, fast=False)
+
+    fl = sub.add_parser("fleet", help="many KardiaMobiles on pseudo-terminals from one process (load tests)",
+                        description="Simulate N KardiaMobile-class devices, each on its own pseudo-terminal, in real"
+                                    " time from one process: distinct serial numbers, boot ids and signals. Prints"
+                                    " 'PORT i path' per device, or with --config-out writes a gateway configuration"
+                                    " for them and prints 'CONFIG path'.")
+    fl.add_argument("--devices", type=int, required=True, help="how many devices")
+    fl.add_argument("--seed", type=int, default=1, help="signals and boot ids (default 1)")
+    fl.add_argument("--link-dir", help="make a stable link DIR/kardia-NNNN to each device's pty")
+    fl.add_argument("--no-wait", action="store_true", help="start every device at once, not when its port is opened")
+    _add_timing(fl, "seconds of signal each device sends (default: until interrupted)")
+    cfg = fl.add_argument_group("a gateway configuration for the fleet")
+    cfg.add_argument("--config-out", metavar="FILE", help="write it here")
+    cfg.add_argument("--kardia-url", default="http://127.0.0.1:8080/kardia", help="the Kardia API the gateway uploads to")
+    cfg.add_argument("--api-key", default="kardia-dev-key", help="its API key (default: the emulator's)")
+    cfg.add_argument("--patient-id", help="one patient for every device (default: one each, created through the API)")
+    cfg.add_argument("--spool", help="the gateway's spool file (default: fleet-spool.db beside the configuration)")
+    cfg.add_argument("--status-listen", default="127.0.0.1:8765", help="the gateway's status server")
+    cfg.add_argument("--recording-seconds", type=float, default=30.0)
+    _add_output(fl)
+    fl.set_defaults(func=_fleet)
 
     cloud = sub.add_parser("cloud", help="serve every cloud emulator",
                            description="Serve the vendor API emulators on one port, each under its prefix.")
