@@ -200,3 +200,25 @@ def test_ble_notifications_decode_to_the_same_frames(kardia_vectors):
             assert dec.counters[key] == value, (b["name"], key)
     spec = (ROOT / "firmware_specs" / "kardiamobile.md").read_text()
     assert proto.BLE_SERVICE_UUID in spec and proto.BLE_FRAMES_UUID in spec
+
+
+def test_a_frame_cut_off_by_a_link_loss_is_a_gap_of_exactly_its_samples():
+    """The session ends (or the cable goes) mid-frame: what the frame's header names is recorded, not lost."""
+    from gateway.core.blocks import Gap, SampleBlock
+    from gateway.drivers.kardiamobile import KardiaMobileDriver
+
+    info = proto.encode_info(0, "KM1-CUT", (1, 0, 0), 50, 500, 0xC0FFEE, 0)
+    frames = [proto.encode_samples(1 + k, 25 * k, np.arange(25 * k, 25 * k + 25, dtype=np.int16)) for k in range(3)]
+    for keep in (8, 11, 20, 40):  # header only, part of the counter, counter and some samples
+        d = KardiaMobileDriver()
+        events = d.feed(info + frames[0] + frames[1] + frames[2][:keep], 0.0)
+        assert sum(len(e.samples) for e in events if isinstance(e, SampleBlock)) == 50
+        (gap,) = d.link_lost()
+        assert isinstance(gap, Gap) and (gap.start, gap.missing) == (50, 25)
+        assert d.counters["truncated_frames"] == 1 and d.counters["truncated_frame_samples"] == 25
+        # The device comes back and goes on: no second gap for the same samples.
+        more = d.feed(proto.encode_samples(4, 75, np.arange(75, 100, dtype=np.int16)), 0.0)
+        assert [type(e) for e in more] == [SampleBlock] and d.counters["gaps"] == 1
+    d = KardiaMobileDriver()
+    d.feed(info + frames[0] + frames[1][:5], 0.0)  # not even a header: nothing to name
+    assert d.link_lost() == [] and d.counters["gaps"] == 0

@@ -115,11 +115,12 @@ def build() -> dict:
                      "lost_frames": 1, "gaps": 1, "lost_samples": 25},
         "segments": [[BOOT_A, 0, 25], [BOOT_A, 50, 75]], "gaps": [[BOOT_A, 25, 25]]})
 
-    # 4 a frame cut off by the link going down
+    # 4 a frame cut off by the link going down: its header names its 25 samples, a gap at once
     add_stream("truncated_at_link_loss", [i0, s1, s2[:20]], {
         "frames": [fi0, fs1],
-        "counters": {"frames": 2, "samples": 25, "truncated_frames": 1, "skipped_bytes": 20},
-        "segments": [[BOOT_A, 0, 25]], "gaps": []}, link_reset=True)
+        "counters": {"frames": 2, "samples": 25, "truncated_frames": 1, "skipped_bytes": 20, "gaps": 1,
+                     "lost_samples": 25, "truncated_frame_samples": 25},
+        "segments": [[BOOT_A, 0, 25]], "gaps": [[BOOT_A, 25, 25]]}, link_reset=True)
 
     # 5 a header whose length is impossible: skipped without waiting for 65535 bytes
     badhdr = SYNC + struct.pack("<BBHH", 1, 2, 1, 0xFFFF) + b"\x00\x01\x02"

@@ -63,9 +63,23 @@ class KardiaMobileDriver(Driver):
         return events
 
     def link_lost(self) -> list[DriverEvent]:
-        """Drop a partial frame; keep the session so a resumed stream shows its gap."""
+        """Drop a partial frame (its samples, which its header names, are a gap at once, so that the
+        end of a session never loses them silently); keep the session so a resumed stream shows its gap."""
+        events: list[DriverEvent] = []
+        cut = self._decoder.partial()
+        if cut is not None and cut[0] == proto.TYPE_SAMPLES and self._stream is not None and self._expected is not None \
+                and not self._held:
+            _, length, payload = cut
+            n = (length - proto.SAMPLES_HEAD_LEN) // 2
+            ahead = 0
+            if len(payload) >= 4:  # its counter arrived: the gap runs to the frame's end
+                ahead = (int.from_bytes(payload[:4], "little") - self._expected) % proto.COUNTER_MODULO
+            if ahead < _HALF and 0 < ahead + n <= HOLD_LIMIT_SAMPLES:
+                self._gap(ahead + n, events, 0.0)
+                self._expected += ahead + n
+                self.counters["truncated_frame_samples"] += n
         self._decoder.reset()
-        return []
+        return events
 
     # -- frames -------------------------------------------------------------------------
 

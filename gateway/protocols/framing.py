@@ -117,6 +117,16 @@ class FrameDecoder:
         del buf[:pos]
         return out
 
+    def partial(self) -> tuple[int, int, bytes] | None:
+        """(type, payload length, payload bytes so far) of a frame cut short in the buffer, or None."""
+        buf = self._buf
+        if len(buf) < HEADER_SIZE or not buf.startswith(self.sync):
+            return None
+        _, version, ftype, _seq, length = HEADER.unpack_from(buf, 0)
+        if version != self.version or not self._legal_length(ftype, length):
+            return None
+        return ftype, length, bytes(buf[HEADER_SIZE:HEADER_SIZE + length])
+
     def reset(self) -> None:
         """The link dropped: discard and count a partial frame."""
         if self._buf:
