@@ -37,9 +37,14 @@ def _run(args: argparse.Namespace) -> int:
     if config is None:
         return 2
     logs.setup(args.log_level or config.log_level, args.log_format or config.log_format, config.secrets())
+    import sqlite3
+
+    from gateway.spool import SpoolError
+
     try:
         return asyncio.run(daemon.run(config))
-    except OSError as exc:  # e.g. the status port is taken: say so in one line, exit non-zero
+    except (OSError, SpoolError, sqlite3.Error) as exc:
+        # The status port taken, a spool that is not one, an unwritable path: one line, exit non-zero.
         logging.getLogger("gateway").critical("cannot start: %s", exc)
         return 1
 

@@ -5,15 +5,18 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 from typing import Any
 from urllib.parse import parse_qsl
 
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 
 from gateway import basic_auth
 from gateway.vendors.extensions import IDEMPOTENCY_HEADER, MAX_KEY_LENGTH, REPLAYED_HEADER
+
+log = logging.getLogger(__name__)
 
 MAX_BODY = 16 * 1024 * 1024
 
@@ -71,11 +74,15 @@ async def read_body(request: Request) -> bytes:
     if declared and declared.isdigit() and int(declared) > MAX_BODY:
         raise ApiError(413, f"the body exceeds {MAX_BODY} bytes")
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY:
-            raise ApiError(413, f"the body exceeds {MAX_BODY} bytes")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_BODY:
+                raise ApiError(413, f"the body exceeds {MAX_BODY} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:  # a client that vanished mid-body: nothing is stored, one line, no traceback
+        log.info("%s %s: the client went away after %d bytes of its body", request.method, request.url.path, size)
+        raise ApiError(400, "the client disconnected before its body arrived") from None
     return b"".join(chunks)
 
 
