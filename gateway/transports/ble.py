@@ -170,6 +170,14 @@ class BleTransport(Transport):
                 client, self._client = self._client, None
                 if client is not None:
                     await self._disconnect(client)
+            # What arrived between the loss (or the watchdog's verdict) and the disconnect was received:
+            # it goes up before the link-down, not into the next connection's void.
+            while not queue.empty():
+                item = queue.get_nowait()
+                if item is not _LOST:
+                    self.counters["notifications"] += 1
+                    self.counters["bytes"] += len(item)
+                    self.inbox.put(item)
             self.inbox.put(LINK_DOWN)
 
     async def _notifications(self, queue: asyncio.Queue) -> AsyncIterator[Notification]:
