@@ -60,7 +60,9 @@ SCHEMA_VERSION = 3  # 2: packages.evictable; 3: bodies in their own table, packa
 #                     one journal row per transaction
 SYNC_MODES = ("full", "normal")
 SHM_BYTES = 32768
-WAL_LIMIT = 16 << 20  # the WAL file's size after a checkpoint, without a cap  # the WAL index file SQLite keeps beside the database
+WAL_LIMIT = 4 << 20  # the WAL file's size after a checkpoint, without a cap
+RESERVE_BYTES = 1 << 20
+CHECKPOINT_BYTES = 2 << 20  # WAL size that starts a checkpoint, without a cap  # the WAL index file SQLite keeps beside the database
 ROW_OVERHEAD = 64  # bytes a row costs beyond its payload, for the cap's estimate
 # Bound parameters per statement: SQLite allows 32766 since 3.32, 999 before.
 MAX_VARIABLES = 32000 if sqlite3.sqlite_version_info >= (3, 32) else 999
@@ -292,9 +294,9 @@ class CommitResult:
 
 
 def file_bytes(path: Path) -> int:
-    """Bytes on disk of the database, its WAL and its shared-memory index."""
+    """Bytes on disk of the database, its WAL, its shared-memory index and its reserve."""
     total = 0
-    for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+    for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}-reserve")):
         try:
             total += p.stat().st_size
         except OSError:
@@ -432,10 +434,12 @@ class Spool:
         self.page_size = self._db.execute("PRAGMA page_size").fetchone()[0]
         self._segments: dict[str, _SegmentLog] = {}
         self._outstanding: dict[int, int] = {}  # journal row id -> its segments not yet packaged
+        self._deferred: list[int] = []
         if not readonly:
             self._index_journal()
         # The WAL's own share of the cap: checkpointed (and truncated) when it grows past it.
         self.wal_budget = max(64 << 10, min(4 << 20, max_bytes // 8)) if max_bytes else 0
+        self.reserve_bytes = min(RESERVE_BYTES, max_bytes // 16) if max_bytes else RESERVE_BYTES
         # Another connection checkpoints (AsyncSpool), so no commit waits for a checkpoint.
         self.background_checkpoints = background_checkpoints
         if not readonly:
@@ -465,6 +469,8 @@ class Spool:
         if version > SCHEMA_VERSION:
             raise SpoolError(f"{self.path} has spool schema {version}; this gateway knows {SCHEMA_VERSION}"
                              " (was it written by a newer version?)")
+        if version == SCHEMA_VERSION:  # nothing to write: a spool opens on a full disk too
+            return db
         if not new:
             self._upgrade(db, version)
         db.executescript(_SCHEMA)
@@ -530,9 +536,7 @@ class Spool:
                 self._outstanding[rid] = left
             else:
                 done.append(rid)
-        if done:
-            with self._tx() as db:
-                _delete_ids(db, "journal", done)
+        self._deferred = done  # rows no stream needs: deleted by the next transaction (the disk may be full now)
 
     def _tx(self):
         return _Transaction(self._db)
@@ -602,6 +606,9 @@ class Spool:
                         del self._segments[st.key]
                 if done:
                     _delete_ids(db, "journal", done)
+            if self._deferred:
+                _delete_ids(db, "journal", self._deferred)
+                self._deferred = []
             for key, uplink, size in res.evicted:
                 self._bump(db, "evicted")
                 self._bump(db, "evicted_bytes", size)
@@ -662,6 +669,20 @@ class Spool:
         """Copy what the WAL holds into the database (PASSIVE: never waits for, nor blocks, a writer)."""
         self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
+    def relieve(self) -> bool:
+        """On a full disk: give back what the files hold without need (the WAL's frames, once copied
+        into the database, and free pages). False if the checkpoint found no room (the next try may)."""
+        ok = True
+        for sql in ("PRAGMA wal_checkpoint(TRUNCATE)", "PRAGMA incremental_vacuum"):
+            try:
+                rows = self._db.execute(sql).fetchall()
+                if sql.endswith("(TRUNCATE)") and rows and rows[0][0]:  # busy: a reader held it back
+                    ok = False
+            except sqlite3.Error as exc:
+                log.debug("spool relief step %s failed: %s", sql, exc)
+                ok = ok and not sql.endswith("(TRUNCATE)")
+        return ok
+
     def used_bytes(self) -> int:
         """Bytes of database pages in use (free pages, which are reused, not counted)."""
         pages = self._db.execute("PRAGMA page_count").fetchone()[0]
@@ -670,8 +691,8 @@ class Spool:
 
     @property
     def db_budget(self) -> int:
-        """What the database file may use of the cap: the rest is the WAL's and the index's."""
-        return self.max_bytes - self.wal_budget - SHM_BYTES
+        """What the database file may use of the cap: the rest is the WAL's, the index's and the reserve's."""
+        return self.max_bytes - self.wal_budget - SHM_BYTES - self.reserve_bytes
 
     def _estimate(self, ch: Changes) -> int:
         rows = len(ch.packages) * 2 + len(ch.journal) + len(ch.gaps) + len(ch.streams) * 2 + len(ch.dead)
@@ -942,22 +963,26 @@ T = TypeVar("T")
 
 
 @dataclass
-class _Waiter:
-    """A write() waiting for its transaction: which of the packages were its own."""
+class _Write:
+    """One write() waiting for its transaction."""
 
+    changes: Changes
     future: asyncio.Future
-    acks_only: bool
-    offset: int
-    count: int
+    acks_only: bool  # frees room or rewrites small rows only: may go ahead of growing writes when full
+    size: int = 0  # its payload bytes (what RAM holds while it waits)
 
 
 class AsyncSpool:
     """The spool for asyncio code: a group-commit writer on one thread, reads on another.
 
-    `write(changes)` merges the changes into the next transaction and returns a future that is
-    done when they are durable. A transaction refused for space (the cap, a full disk) keeps
-    its changes, in order, in RAM: what only frees room (acknowledgements) is committed on its
-    own, the rest is retried every `retry_s` until it fits, and `full` says why meanwhile.
+    `write(changes)` queues the changes for the next transaction and returns a future that is
+    done when they are durable; every write queued while a transaction runs goes into the next
+    one. A transaction refused for space (the cap, a full disk) keeps its writes, in order, in
+    RAM, and `full` says why: then acknowledgements (which free room) go ahead on their own, the
+    files give back what they can (`Spool.relieve`; the reserve if even that fails), and the held
+    writes are retried every `retry_s`, oldest first and one at a time, so that each commits as
+    soon as the room for it returns. Each write is consistent on its own (its stream rows claim
+    only packages it or an earlier write holds), so committing them one by one loses nothing.
     """
 
     def __init__(self, path: str | Path, sync: str = "full", max_bytes: int = 0, retry_s: float = 1.0) -> None:
@@ -967,19 +992,24 @@ class AsyncSpool:
         self.spool: Spool = self._pool.submit(Spool, path, sync, max_bytes, False, True).result()
         self.reader: Spool = self._reads.submit(Spool, path, sync, 0, True).result()
         self._checkpointer: Spool = self._checkpoints.submit(Spool, path, sync, max_bytes).result()
-        # Checkpoint when the WAL passes this (SQLite's own default is 1000 pages).
-        self.checkpoint_at = self.spool.wal_budget // 2 if max_bytes else 1000 * self.spool.page_size
+        # Checkpoint when the WAL passes this, or a quarter of the free disk: a WAL left to grow holds
+        # everything, and on a full disk it could not be copied into the database any more.
+        self.checkpoint_at = self.spool.wal_budget // 2 if max_bytes else CHECKPOINT_BYTES
         self._checkpointing = False
+        # Room kept beside the spool, given up when even acknowledgements cannot commit on a full disk
+        # (a delete needs WAL space too), so that the spool can always shrink.
+        self.reserve = Path(f"{self.spool.path}-reserve")
+        self.reserve_bytes = self.spool.reserve_bytes
+        self._take_reserve()
         self.retry_s = retry_s
         self._listeners: list[Callable[[], None]] = []
-        self._pending = Changes()
-        self._waiters: list[_Waiter] = []
+        self._queue: list[_Write] = []
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
         self.committing = False
         self.full: str | None = None  # why growing changes are held in RAM now
         self.fatal: BaseException | None = None
-        self.counters: dict[str, int] = {"commits": 0, "refused_commits": 0, "evicted": 0}
+        self.counters: dict[str, int] = {"commits": 0, "refused_commits": 0, "evicted": 0, "reserve_used": 0}
         self.on_result: Callable[[CommitResult], None] | None = None
         self.closed = False
         self._progress: asyncio.Event | None = None
@@ -998,16 +1028,14 @@ class AsyncSpool:
     # -- the writer -----------------------------------------------------------------------
 
     def write(self, changes: Changes) -> asyncio.Future:
-        """Add changes to the next transaction; the future's result is its CommitResult."""
+        """Queue changes for the next transaction; the future's result is its CommitResult."""
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
         if self.fatal is not None:
             fut.set_exception(SpoolError(f"the spool failed: {self.fatal}"))
             return fut
         # An empty write (flush) waits for everything before it, whatever is held back.
-        self._waiters.append(_Waiter(fut, bool(changes) and not changes.grows(), len(self._pending.packages),
-                                     len(changes.packages)))
-        self._pending.extend(changes)
+        self._queue.append(_Write(changes, fut, bool(changes) and not changes.grows(), changes.payload_bytes()))
         if self._task is None:
             self._wake = asyncio.Event()
             self._task = loop.create_task(self._writer(), name="spool writer")
@@ -1017,24 +1045,36 @@ class AsyncSpool:
     @property
     def pending_bytes(self) -> int:
         """Payload bytes waiting for a transaction (held in RAM)."""
-        return self._pending.payload_bytes()
+        return sum(w.size for w in self._queue)
 
     @property
     def backlog(self) -> bool:
         """True while changes wait for a transaction."""
-        return bool(self._pending)
+        return any(w.changes for w in self._queue)
+
+    def _take(self) -> list[_Write]:
+        """The writes of the next transaction: all of them; when full, the oldest and the acknowledgements."""
+        if self.full is None:
+            taken, self._queue = self._queue, []
+            return taken
+        taken = [w for i, w in enumerate(self._queue) if i == 0 or w.acks_only]
+        self._queue = [w for i, w in enumerate(self._queue) if not (i == 0 or w.acks_only)]
+        return taken
 
     async def _writer(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            if not self._waiters:
+            if not self._queue:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            batch, waiters = self._pending, self._waiters
-            self._pending, self._waiters = Changes(), []
+            writes = self._take()
+            batch, offsets = Changes(), []
+            for w in writes:
+                offsets.append(len(batch.packages))
+                batch.extend(w.changes)
             if not batch:  # flushes only: everything before them is already durable
-                for w in waiters:
+                for w in writes:
                     if not w.future.done():
                         w.future.set_result(CommitResult(committed_at=time.time()))
                 continue
@@ -1045,48 +1085,89 @@ class AsyncSpool:
                 self.committing = False
                 self._progressed()
                 if not is_space_error(exc):
-                    self._fail(exc, waiters)
+                    self._fail(exc, writes)
                     return
-                await self._refused(exc, batch, waiters)
+                await self._refused(exc, writes)
                 continue
             self.committing = False
             self._progressed()
-            self._committed(result, waiters)
+            self._committed(result, writes, offsets)
             self._maybe_checkpoint()
-            if self.full:
-                log.warning("spool writable again: %s of held changes committed", _mb(batch.payload_bytes()))
+            if self.full and not any(w.changes.grows() for w in self._queue):
+                log.warning("spool writable again: every held change is committed")
                 self.full = None
+                self._take_reserve()
 
-    async def _refused(self, exc: BaseException, batch: Changes, waiters: list) -> None:
-        """No room: commit what frees room on its own, keep the rest (in order) for a retry."""
+    async def _refused(self, exc: BaseException, writes: list[_Write]) -> None:
+        """No room: commit what frees room on its own, give back what the files can, keep the rest in order."""
         loop = asyncio.get_running_loop()
         self.counters["refused_commits"] += 1
-        shrink, grow = batch.split()
         if self.full is None:
             self.full = str(exc)
             log.error("spool cannot take more (%s); holding changes in RAM and retrying every %.0f s",
                       exc, self.retry_s)
-        if shrink:
-            try:
-                result = await loop.run_in_executor(self._pool, self.spool.apply, shrink)
-                done = [w for w in waiters if w.acks_only]
-                waiters = [w for w in waiters if not w.acks_only]
-                self._committed(result, done)
-            except BaseException as exc2:  # noqa: BLE001
-                if not is_space_error(exc2):
-                    self._fail(exc2, waiters)
-                    return
-                grow = batch
-        for w in self._waiters:  # what came meanwhile goes after
-            w.offset += len(grow.packages)
-        grow.extend(self._pending)
-        self._pending = grow
-        self._waiters = waiters + self._waiters
+        acks = [w for w in writes if w.acks_only]
+        held = [w for w in writes if not w.acks_only]
+        if acks:
+            batch, offsets = Changes(), []
+            for w in acks:
+                offsets.append(len(batch.packages))
+                batch.extend(w.changes)
+            for attempt in range(2):
+                try:
+                    result = await loop.run_in_executor(self._pool, self.spool.apply, batch)
+                    self._committed(result, acks, offsets)
+                    acks = []
+                    break
+                except BaseException as exc2:  # noqa: BLE001
+                    if not is_space_error(exc2):
+                        self._fail(exc2, writes)
+                        return
+                    if attempt or not self._give_up_reserve():
+                        break
+        # Whatever the acknowledgements freed goes back to the file system, for the next try; the
+        # checkpoint needs room in the database file for what the WAL holds: the reserve gives it.
+        if not await loop.run_in_executor(self._pool, self.spool.relieve) and self._give_up_reserve():
+            await loop.run_in_executor(self._pool, self.spool.relieve)
+        self._queue = held + acks + self._queue  # the oldest first again; what came meanwhile after
         await asyncio.sleep(self.retry_s)
 
-    def _maybe_checkpoint(self) -> None:
-        if self._checkpointing or self.spool.wal_bytes() < self.checkpoint_at:
+    def _take_reserve(self) -> None:
+        """Keep RESERVE_BYTES aside, if the disk has room for them (and some more)."""
+        if self.reserve.exists():
             return
+        try:
+            st = os.statvfs(self.reserve.parent)
+            if st.f_bavail * st.f_frsize < 2 * self.reserve_bytes:
+                return
+            with open(self.reserve, "wb") as f:
+                f.write(b"\0" * self.reserve_bytes)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError:
+            self.reserve.unlink(missing_ok=True)
+
+    def _give_up_reserve(self) -> bool:
+        """Free the reserve so that acknowledgements can commit; False if there is none."""
+        if not self.reserve.exists():
+            return False
+        self.reserve.unlink(missing_ok=True)
+        self.counters["reserve_used"] += 1
+        log.warning("spool: disk full; gave up its %s reserve to commit what frees room",
+                    _mb(self.reserve_bytes))
+        return True
+
+    def _maybe_checkpoint(self) -> None:
+        if self._checkpointing:
+            return
+        wal = self.spool.wal_bytes()
+        if wal < self.checkpoint_at:
+            try:
+                st = os.statvfs(self.spool.path.parent)
+            except OSError:
+                return
+            if wal < st.f_bavail * st.f_frsize // 4:
+                return
         self._checkpointing = True
 
         def run() -> None:
@@ -1098,29 +1179,29 @@ class AsyncSpool:
         fut = asyncio.get_running_loop().run_in_executor(self._checkpoints, run)
         fut.add_done_callback(lambda _f: setattr(self, "_checkpointing", False))
 
-    def _committed(self, result: CommitResult, waiters: list) -> None:
+    def _committed(self, result: CommitResult, writes: list[_Write], offsets: list[int]) -> None:
         self.counters["commits"] += 1
         self.counters["evicted"] += len(result.evicted)
         log_evictions(result, self.spool.max_bytes)
         if self.on_result:
             self.on_result(result)
-        for w in waiters:
+        for w, offset in zip(writes, offsets):
             if not w.future.done():
-                w.future.set_result(result.for_range(w.offset, w.count))
+                w.future.set_result(result.for_range(offset, len(w.changes.packages)))
         if result.added:
             for listener in self._listeners:
                 listener()
 
-    def _fail(self, exc: BaseException, waiters: list) -> None:
+    def _fail(self, exc: BaseException, writes: list[_Write]) -> None:
         self.fatal = exc
-        for w in waiters + self._waiters:
+        for w in writes + self._queue:
             if not w.future.done():
                 w.future.set_exception(exc)
-        self._waiters = []
+        self._queue = []
 
     async def flush(self) -> CommitResult | None:
         """Wait until everything written so far is durable."""
-        if not self._pending and not self.committing:
+        if not self._queue and not self.committing:
             return None
         return await self.write(Changes())
 
@@ -1149,15 +1230,15 @@ class AsyncSpool:
             return
         self.closed = True
         if self._task is not None:
-            if self._pending and self.fatal is None and self.full is None:
+            if self._queue and self.fatal is None and self.full is None:
                 try:
                     await asyncio.wait_for(self.flush(), 30.0)
                 except (asyncio.TimeoutError, SpoolError, sqlite3.Error) as exc:
                     log.error("spool: changes not committed at close: %s", exc)
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        if self._pending:
-            log.error("spool closed with %s of changes it could not commit (%s)", _mb(self._pending.payload_bytes()),
+        if self.backlog:
+            log.error("spool closed with %s of changes it could not commit (%s)", _mb(self.pending_bytes),
                       self.full or self.fatal)
         await self.read(self.reader.close)
         await asyncio.get_running_loop().run_in_executor(self._checkpoints, self._checkpointer.close)
