@@ -182,22 +182,24 @@ class Ingest:
         backlog = False
         events: list = []
         owners: list[tuple[int, DevicePipeline]] = []  # (first index in ch.packages, pipeline)
+        fresh: list[float] = []
         for runner in self.runners:
             start = len(ch.packages)
             inbox = runner.transport.inbox
+            pipeline = runner.pipeline
             if inbox.items:
                 backlog |= inbox.bytes >= inbox.limit
                 runner.decode(inbox.take(), events)
                 if events:
-                    runner.pipeline.stage(events, ch)
+                    pipeline.stage(events, ch)
                     events = []
-            runner.pipeline.collect(ch, MAX_PACKAGE_BYTES)
+            pipeline.collect(ch, MAX_PACKAGE_BYTES)
             if len(ch.packages) > start:
-                owners.append((start, runner.pipeline))
+                owners.append((start, pipeline))
+            if pipeline.fresh:
+                fresh += pipeline.fresh
+                pipeline.fresh.clear()
         self.counters["ticks"] += 1
-        fresh = [t for r in self.runners if r.pipeline.fresh for t in r.pipeline.fresh]
-        for r in self.runners:
-            r.pipeline.fresh.clear()
         if ch:
             self.spool.write(ch).add_done_callback(lambda f, fresh=fresh, owners=owners: self._done(f, fresh, owners))
         return backlog

@@ -43,6 +43,7 @@ import json
 import logging
 import os
 import sqlite3
+import struct
 import time
 from array import array
 from collections.abc import Callable, Iterable
@@ -59,10 +60,10 @@ log = logging.getLogger(__name__)
 SCHEMA_VERSION = 3  # 2: packages.evictable; 3: bodies in their own table, packages.size, incremental vacuum,
 #                     one journal row per transaction
 SYNC_MODES = ("full", "normal")
-SHM_BYTES = 32768
+SHM_BYTES = 32768  # the WAL index file SQLite keeps beside the database
 WAL_LIMIT = 4 << 20  # the WAL file's size after a checkpoint, without a cap
 RESERVE_BYTES = 1 << 20
-CHECKPOINT_BYTES = 2 << 20  # WAL size that starts a checkpoint, without a cap  # the WAL index file SQLite keeps beside the database
+CHECKPOINT_BYTES = 4 << 20  # WAL size that starts a checkpoint, without a cap (SQLite's default: 1000 pages)
 ROW_OVERHEAD = 64  # bytes a row costs beyond its payload, for the cap's estimate
 # Bound parameters per statement: SQLite allows 32766 since 3.32, 999 before.
 MAX_VARIABLES = 32000 if sqlite3.sqlite_version_info >= (3, 32) else 999
@@ -665,6 +666,19 @@ class Spool:
         except OSError:
             return 0
 
+    def wal_content_bytes(self) -> int:
+        """Bytes of the frames the WAL holds now: its file keeps its size after a checkpoint (SQLite writes
+        it again from the start), so the WAL index header's mxFrame says how much is in use
+        (sqlite.org/walformat.html: a native-order u32 at offset 16 of the -shm file)."""
+        try:
+            with open(f"{self.path}-shm", "rb") as f:
+                head = f.read(20)
+        except OSError:
+            return self.wal_bytes()
+        if len(head) < 20:
+            return self.wal_bytes()
+        return struct.unpack_from("=I", head, 16)[0] * (self.page_size + 24)
+
     def checkpoint(self) -> None:
         """Copy what the WAL holds into the database (PASSIVE: never waits for, nor blocks, a writer)."""
         self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
@@ -1160,7 +1174,7 @@ class AsyncSpool:
     def _maybe_checkpoint(self) -> None:
         if self._checkpointing:
             return
-        wal = self.spool.wal_bytes()
+        wal = self.spool.wal_content_bytes()
         if wal < self.checkpoint_at:
             try:
                 st = os.statvfs(self.spool.path.parent)

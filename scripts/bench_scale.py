@@ -66,6 +66,14 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+def pss_mb(pid: int) -> float:
+    """Proportional set size: shared pages (libraries) split among the processes that map them."""
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def children(pid: int) -> list[int]:
     out: list[int] = []
     for task in Path(f"/proc/{pid}/task").iterdir():
@@ -148,13 +156,14 @@ def run_one(n: int, duration: float, warmup: float, window: float, workdir: Path
         pids = [gateway.pid] + children(gateway.pid)
         c0 = {p: cpu_seconds(p) for p in pids}
         f0, k0, t0 = cpu_seconds(fleet.pid), cpu_seconds(cloud.pid), time.monotonic()
-        rss = {"gateway": 0.0, "worker": 0.0}
+        rss = {"gateway": 0.0, "worker": 0.0, "worker_pss": 0.0}
         end = t0 + window
         while time.monotonic() < end:  # RSS: the largest seen in the window
             time.sleep(min(5.0, max(0.0, end - time.monotonic())))
             rss["gateway"] = max(rss["gateway"], rss_mb(gateway.pid))
             for c in children(gateway.pid):
                 rss["worker"] = max(rss["worker"], rss_mb(c))
+                rss["worker_pss"] = max(rss["worker_pss"], pss_mb(c))
         pids = sorted(set(pids + children(gateway.pid)))
         elapsed = time.monotonic() - t0
         gw_cpu = sum(cpu_seconds(p) - c0.get(p, 0.0) for p in pids if Path(f"/proc/{p}").exists())
@@ -173,10 +182,11 @@ def run_one(n: int, duration: float, warmup: float, window: float, workdir: Path
         gateway.send_signal(signal.SIGTERM)
         gateway.wait(timeout=300)
         result = {"devices": n, "window_s": round(elapsed, 1), "gateway_cpu_pct": round(100 * gw_cpu / elapsed, 1),
-                  "gateway_main_cpu_pct": round(100 * main_cpu / elapsed, 1),
+                  "daemon_cpu_pct": round(100 * main_cpu / elapsed, 1),
                   "fleet_cpu_pct": round(100 * fleet_cpu / elapsed, 1),
                   "cloud_cpu_pct": round(100 * cloud_cpu / elapsed, 1),
                   "rss_mb": round(rss["gateway"], 1), "worker_rss_mb": round(rss["worker"], 1),
+                  "worker_pss_mb": round(rss["worker_pss"], 1),
                   "durable_p50_s": quantile(b, durable, 0.5), "durable_p99_s": quantile(b, durable, 0.99),
                   "durable_observations": int(durable[-1]) if len(durable) else 0,
                   "ack_p50_s": quantile(ab, acked, 0.5), "ack_p99_s": quantile(ab, acked, 0.99),
@@ -256,8 +266,8 @@ def main() -> int:
         r = run_one(n, args.duration, args.warmup, args.window, workdir, check=not args.no_check)
         rows.append(r)
         if not args.json:
-            print(f"N={r['devices']:>5}  gateway {r['gateway_cpu_pct']:5.1f} % CPU ({r['gateway_main_cpu_pct']:.1f} %"
-                  f" main)  RSS {r['rss_mb']:5.1f} MB (+ worker {r['worker_rss_mb']:.0f} MB)"
+            print(f"N={r['devices']:>5}  gateway {r['gateway_cpu_pct']:5.1f} % CPU ({r['daemon_cpu_pct']:.1f} %"
+                  f" daemon)  RSS {r['rss_mb']:5.1f} MB (+ worker {r['worker_rss_mb']:.0f} MB, PSS {r['worker_pss_mb']:.0f})"
                   f"  durable p50/p99 {r['durable_p50_s']:.3f}/{r['durable_p99_s']:.3f} s"
                   f"  ack p50/p99 {r['ack_p50_s']:.0f}/{r['ack_p99_s']:.0f} s  backlog {r['backlog_at_window_end']}"
                   f"  fleet {r['fleet_cpu_pct']:.1f} %  cloud {r['cloud_cpu_pct']:.1f} %"
