@@ -12,7 +12,7 @@
     path = "/var/lib/wearable-gateway/spool.db"   # relative paths are relative to this file
     sync = "full"                     # "full": fsync every commit; "normal": survives crashes, not power cuts
     journal_interval = 1.0            # seconds of signal a crash may lose at most (what is read, not yet durable)
-    commit_interval = 0.1             # the longest between group commits (shorter when sample-to-durable needs it)
+    commit_interval = 0.2             # the longest between group commits (shorter when sample-to-durable needs it)
     max_mb = 0                        # cap on the spool's files on disk (0: no cap); waveforms give way first
     ram_mb = 64                       # what is held in RAM while the spool is full, before reading pauses
 
@@ -110,7 +110,7 @@ class SpoolConfig:
     sync: str = "full"
     journal_interval: float = 1.0
     max_bytes: int = 0  # 0: no cap
-    commit_interval: float = 0.1
+    commit_interval: float = 0.2
     ram_bytes: int = 64_000_000
 
 
@@ -276,7 +276,7 @@ def parse(data: Mapping[str, Any], base_dir: Path, env: Mapping[str, str] | None
     c.unknown(sp, {"path", "sync", "journal_interval", "commit_interval", "max_mb", "ram_mb"}, "spool")
     spool_path = c.string(sp, "path", "spool") or "spool.db"
     journal_interval = c.number(sp, "journal_interval", "spool", 1.0, 0.05, 60.0)
-    commit_interval = c.number(sp, "commit_interval", "spool", min(0.1, journal_interval / 2), 0.02, 60.0)
+    commit_interval = c.number(sp, "commit_interval", "spool", min(0.2, journal_interval / 2), 0.02, 60.0)
     if commit_interval > journal_interval / 2:
         c.err("spool.commit_interval", f"must be at most half of journal_interval ({journal_interval / 2:g} s),"
               " or a crash could lose more than journal_interval")
