@@ -1010,6 +1010,7 @@ class AsyncSpool:
         # everything, and on a full disk it could not be copied into the database any more.
         self.checkpoint_at = self.spool.wal_budget // 2 if max_bytes else CHECKPOINT_BYTES
         self._checkpointing = False
+        self._catch_up = False  # a background checkpoint finished: the writer copies what came since
         # Room kept beside the spool, given up when even acknowledgements cannot commit on a full disk
         # (a delete needs WAL space too), so that the spool can always shrink.
         self.reserve = Path(f"{self.spool.path}-reserve")
@@ -1094,7 +1095,7 @@ class AsyncSpool:
                 continue
             self.committing = True
             try:
-                result = await loop.run_in_executor(self._pool, self.spool.apply, batch)
+                result = await loop.run_in_executor(self._pool, self._apply, batch)
             except BaseException as exc:  # noqa: BLE001 - every failure is sorted below
                 self.committing = False
                 self._progressed()
@@ -1190,8 +1191,24 @@ class AsyncSpool:
             except sqlite3.Error as exc:  # a full disk: the WAL keeps it, and the next one tries again
                 log.debug("spool checkpoint failed: %s", exc)
 
-        fut = asyncio.get_running_loop().run_in_executor(self._checkpoints, run)
-        fut.add_done_callback(lambda _f: setattr(self, "_checkpointing", False))
+        def done(_f) -> None:
+            self._checkpointing = False
+            self._catch_up = True
+
+        asyncio.get_running_loop().run_in_executor(self._checkpoints, run).add_done_callback(done)
+
+    def _apply(self, batch: Changes) -> CommitResult:
+        """The writer's job. SQLite starts the WAL over only if, when a write begins, every frame in it
+        is in the database: the background checkpoint copies the bulk while commits go on, so the
+        writer copies the few frames committed meanwhile first (PASSIVE: cheap), and then the WAL
+        file is written from its start again instead of growing."""
+        if self._catch_up:
+            self._catch_up = False
+            try:
+                self.spool.checkpoint()
+            except sqlite3.Error as exc:
+                log.debug("spool catch-up checkpoint failed: %s", exc)
+        return self.spool.apply(batch)
 
     def _committed(self, result: CommitResult, writes: list[_Write], offsets: list[int]) -> None:
         self.counters["commits"] += 1

@@ -101,3 +101,28 @@ def test_wal_and_sync_settings_are_applied(tmp_path):
         s.close()
     with pytest.raises(ValueError):
         Spool(tmp_path / "x.db", sync="off")
+
+
+async def test_the_wal_starts_over_after_checkpoints_under_back_to_back_commits(tmp_path):
+    """A background checkpoint copies the WAL while commits go on; the writer copies what came
+    meanwhile, so the WAL is written from its start again: its file stays at its limit, not 10 MB."""
+    import os
+
+    from gateway.spool import WAL_LIMIT, AsyncSpool, Changes
+
+    spool = AsyncSpool(tmp_path / "spool.db", "normal")
+    try:
+        restarts, last = 0, 0
+        for i in range(3000):  # about 12 MB of WAL frames, one commit right after the other
+            ch = Changes()
+            ch.streams.append(StreamRow(f"dev/s/ch{i % 5}", "dev", {}, i, {"u": i}, 0.0))
+            await spool.write(ch)
+            if i % 100 == 0:  # a read of the WAL index file, not a call on the writer's thread
+                frames = spool.spool.wal_content_bytes()
+                restarts += frames < last
+                last = frames
+        wal = os.stat(f"{tmp_path / 'spool.db'}-wal").st_size
+    finally:
+        await spool.close()
+    assert restarts >= 2
+    assert wal <= WAL_LIMIT + (64 << 10)
