@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import sys
 import tempfile
 import time
@@ -30,10 +29,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from simulators.reconcile import reconcile  # noqa: E402
-from tests.chain import start_simulator  # noqa: E402
-from tests.chaos.harness import (CloudProcess, FaultProxy, Gateway, create_patient, gateway_toml,  # noqa: E402
-                                 kill_storm, small_filesystem, spool_files, stored_recordings)
+from tests.chaos.harness import (capped_spool, flapping_uplink, kill_storm, receiver_killed,  # noqa: E402
+                                 small_filesystem)
 
 
 def kills(args, work: Path) -> dict:
@@ -44,105 +41,20 @@ def kills(args, work: Path) -> dict:
 
 
 def proxy(args, work: Path) -> dict:
-    d = work / "proxy"
-    d.mkdir(parents=True, exist_ok=True)
-    cloud = CloudProcess(d / "cloud", logdir=d)
-    cloud.start()
-    duration = args.minutes * 60 * 4  # signal seconds at x4
-    sim = start_simulator(duration=duration, speed=4, seed=args.seed, link=d / "kardia.pty", start=False)
-    try:
-        patient = create_patient(cloud.url + "/kardia")
-        with FaultProxy(cloud.url, rate=0.4, seed=args.seed, hang_s=6.0) as p:
-            cfg = d / "gateway.toml"
-            cfg.write_text(gateway_toml(d / "spool.db", str(d / "kardia.pty"), p.url + "/kardia", patient,
-                                        uplink_extra="timeout = 2"))
-            gw = Gateway(cfg, d)
-            gw.start()
-            sim.thread.start()
-            try:
-                sim.join(duration + 600)
-                sim.port.drain(120)
-                p.healed = True
-                gw.stop(300)
-            finally:
-                gw.close()
-            counts = dict(p.counts)
-        got = stored_recordings(cloud.url + "/kardia", patient)
-    finally:
-        sim.stop.set()
-        sim.port.close()
-        cloud.close()
-    check = reconcile(sim.sent, got)
-    return {"scenario": "flapping uplink", "minutes": args.minutes, "requests": counts, **check.as_dict(),
-            "dead_letters": gw.logs().count("dead letter")}
+    r = flapping_uplink(work / "proxy", signal_s=args.minutes * 60 * 4, speed=4, seed=args.seed, rate=0.4)
+    return {"scenario": "flapping uplink", "minutes": args.minutes, **r.as_dict()}
 
 
 def receiver(args, work: Path) -> dict:
-    d = work / "receiver"
-    d.mkdir(parents=True, exist_ok=True)
-    cloud = CloudProcess(d / "cloud", logdir=d)
-    cloud.start()
-    rng = random.Random(args.seed)
-    sim = start_simulator(duration=args.receiver_kills * 30 + 60, speed=8, seed=args.seed, link=d / "kardia.pty", start=False)
-    try:
-        patient = create_patient(cloud.url + "/kardia")
-        cfg = d / "gateway.toml"
-        cfg.write_text(gateway_toml(d / "spool.db", str(d / "kardia.pty"), cloud.url + "/kardia", patient,
-                                    recording_seconds=2, uplink_extra="timeout = 3"))
-        gw = Gateway(cfg, d)
-        gw.start()
-        sim.thread.start()
-        try:
-            for _ in range(args.receiver_kills):
-                time.sleep(rng.uniform(1.0, 3.0))
-                cloud.kill()
-                time.sleep(rng.uniform(0.2, 2.0))
-                cloud.start()
-            sim.join(900)
-            sim.port.drain(120)
-            gw.stop(300)
-        finally:
-            gw.close()
-        got = stored_recordings(cloud.url + "/kardia", patient)
-    finally:
-        sim.stop.set()
-        sim.port.close()
-        cloud.close()
-    check = reconcile(sim.sent, got)
-    return {"scenario": "receiver killed mid-ingest", "kills": args.receiver_kills, **check.as_dict(),
-            "receiver_tracebacks": cloud.logs().count("Traceback")}
+    r = receiver_killed(work / "receiver", kills=args.receiver_kills, signal_s=args.receiver_kills * 30 + 60,
+                        speed=8, seed=args.seed)
+    return {"scenario": "receiver killed mid-ingest", **r.as_dict()}
 
 
 def cap(args, work: Path) -> dict:
-    d = work / "cap"
-    d.mkdir(parents=True, exist_ok=True)
-    with small_filesystem(d / "fs", args.disk_mb) as fs:
-        sim = start_simulator(duration=3600, speed=30, seed=args.seed, link=d / "kardia.pty", start=False)
-        spool = fs / "spool.db"
-        cfg = d / "gateway.toml"
-        cfg.write_text(gateway_toml(spool, str(d / "kardia.pty"), "http://127.0.0.1:9/kardia", "p",
-                                    spool_extra=f"max_mb = {args.cap_mb}"))
-        gw = Gateway(cfg, d)
-        gw.start()
-        sim.thread.start()
-        largest, alive = 0, True
-        try:
-            end = time.monotonic() + args.seconds
-            while time.monotonic() < end:
-                largest = max(largest, spool_files(spool))
-                alive = alive and gw.alive()
-                time.sleep(0.05)
-            sim.stop.set()
-            gw.stop(120)
-        finally:
-            gw.close()
-            sim.stop.set()
-            sim.port.close()
-    logs = gw.logs()
-    return {"scenario": "cap on a small disk, uplink down", "cap_mb": args.cap_mb, "disk_mb": args.disk_mb,
-            "largest_files_bytes": largest, "over_cap_bytes": largest - int(args.cap_mb * 1e6),
-            "evictions": logs.count("evicted waveform package"), "stayed_up": alive,
-            "tracebacks": logs.count("Traceback")}
+    with small_filesystem(work / "cap" / "fs", args.disk_mb) as fs:
+        r = capped_spool(work / "cap", fs, cap_mb=args.cap_mb, seconds=args.seconds, seed=args.seed)
+    return {"scenario": "cap on a small disk, uplink down", "disk_mb": args.disk_mb, **r.as_dict()}
 
 
 def main() -> int:

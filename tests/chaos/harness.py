@@ -424,3 +424,153 @@ def kill_storm(tmp: Path, kills: int, interval: tuple[float, float] = (1.0, 10.0
     return StormResult(done, len(sent), check.delivered, check.duplicates, check.unmatched, check.missing,
                        unrecorded(check.missing_ranges, gaps, len(sent)), len(gaps),
                        check.missing / 300 / max(done, 1), worst, len(got))
+
+
+# -- the other scenarios ---------------------------------------------------------------------------
+
+
+@dataclass
+class DeliveryResult:
+    """What the receiver holds after a scenario, against what the device sent."""
+
+    sent: int
+    delivered: int
+    duplicates: int
+    unmatched: int
+    missing: int
+    exact: bool
+    recordings: int
+    extra: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def _delivery(sent: np.ndarray, got: list[np.ndarray], **extra) -> DeliveryResult:
+    from simulators.reconcile import reconcile
+
+    check = reconcile(sent, got)
+    return DeliveryResult(len(sent), check.delivered, check.duplicates, check.unmatched, check.missing,
+                          check.exact, len(got), extra)
+
+
+def flapping_uplink(tmp: Path, signal_s: float, speed: float, seed: int, rate: float = 0.45,
+                    min_attempts: int = 40) -> DeliveryResult:
+    """Uploads through a FaultProxy while a KardiaMobile streams; the network heals once the session has
+    ended and `min_attempts` went through it, then everything pending must arrive exactly once."""
+    from tests.chain import start_simulator
+
+    tmp.mkdir(parents=True, exist_ok=True)
+    cloud = CloudProcess(tmp / "cloud", logdir=tmp)
+    cloud.start()
+    sim = start_simulator(duration=signal_s, speed=speed, seed=seed, link=tmp / "kardia.pty", start=False)
+    try:
+        patient = create_patient(cloud.url + "/kardia")
+        with FaultProxy(cloud.url, rate=rate, seed=seed, hang_s=6.0) as proxy:
+            cfg = tmp / "gateway.toml"
+            cfg.write_text(gateway_toml(tmp / "spool.db", str(tmp / "kardia.pty"), proxy.url + "/kardia",
+                                        patient, uplink_extra="timeout = 2"))
+            gw = Gateway(cfg, tmp)
+            gw.start()
+            sim.thread.start()
+            try:
+                sim.join(signal_s / speed + 300)
+                assert sim.port.drain(120), "the gateway did not read the last bytes"
+                wait_until(lambda: sum(proxy.counts.values()) >= min_attempts, 300,
+                           f"{min_attempts} upload attempts through the proxy")
+                proxy.healed = True
+                assert gw.stop(300) == 0, gw.logs()[-3000:]
+            finally:
+                gw.close()
+            counts = {f: proxy.counts[f] for f in proxy.faults}
+            attempts = sum(proxy.counts.values())
+        got = stored_recordings(cloud.url + "/kardia", patient)
+    finally:
+        sim.stop.set()
+        sim.port.close()
+        cloud.close()
+    return _delivery(sim.sent, got, attempts=attempts, faults=counts, dead_letters=gw.logs().count("dead letter"))
+
+
+def receiver_killed(tmp: Path, kills: int, signal_s: float, speed: float, seed: int) -> DeliveryResult:
+    """The emulator SIGKILLed `kills` times while uploads are under way (2 s recordings), and restarted
+    on its data each time; the receiver must end with everything exactly once."""
+    from tests.chain import start_simulator
+
+    tmp.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    cloud = CloudProcess(tmp / "cloud", logdir=tmp)
+    cloud.start()
+    sim = start_simulator(duration=signal_s, speed=speed, seed=seed, link=tmp / "kardia.pty", start=False)
+    try:
+        patient = create_patient(cloud.url + "/kardia")
+        cfg = tmp / "gateway.toml"
+        cfg.write_text(gateway_toml(tmp / "spool.db", str(tmp / "kardia.pty"), cloud.url + "/kardia", patient,
+                                    recording_seconds=2, uplink_extra="timeout = 3"))
+        gw = Gateway(cfg, tmp)
+        gw.start()
+        sim.thread.start()
+        try:
+            for _ in range(kills):
+                time.sleep(rng.uniform(1.0, 2.5))  # the kill's moment: the scenario itself, not a wait
+                cloud.kill()
+                time.sleep(rng.uniform(0.2, 1.5))
+                cloud.start()
+            sim.join(signal_s / speed + 300)
+            assert sim.port.drain(120), "the gateway did not read the last bytes"
+            assert gw.stop(300) == 0, gw.logs()[-3000:]
+        finally:
+            gw.close()
+        got = stored_recordings(cloud.url + "/kardia", patient)
+    finally:
+        sim.stop.set()
+        sim.port.close()
+        cloud.close()
+    return _delivery(sim.sent, got, kills=kills, receiver_tracebacks=cloud.logs().count("Traceback"))
+
+
+@dataclass
+class CapResult:
+    """How large a capped spool's files got on a small disk with nothing draining them."""
+
+    cap_bytes: int
+    largest_bytes: int
+    evictions: int
+    stayed_up: bool
+    tracebacks: int
+
+    def as_dict(self) -> dict:
+        return {**self.__dict__, "over_cap_bytes": self.largest_bytes - self.cap_bytes}
+
+
+def capped_spool(tmp: Path, fs: Path, cap_mb: float, seconds: float, seed: int) -> CapResult:
+    """`max_mb = cap_mb` on the file system at `fs`, a KardiaMobile at 30x, the uplink down, for `seconds`."""
+    from tests.chain import start_simulator
+
+    tmp.mkdir(parents=True, exist_ok=True)
+    sim = start_simulator(duration=3600, speed=30, seed=seed, link=tmp / "kardia.pty", start=False)
+    spool = fs / "spool.db"
+    cfg = tmp / "gateway.toml"
+    cfg.write_text(gateway_toml(spool, str(tmp / "kardia.pty"), "http://127.0.0.1:9/kardia", "p",
+                                spool_extra=f"max_mb = {cap_mb}"))
+    gw = Gateway(cfg, tmp)
+    gw.start()
+    sim.thread.start()
+    largest, alive = 0, True
+    try:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end and alive:
+            largest = max(largest, spool_files(spool))
+            alive = gw.alive()
+            time.sleep(0.05)  # a sampling period, not a wait for a condition
+        sim.stop.set()
+        if alive:
+            assert gw.stop(120) == 0, gw.logs()[-3000:]
+    finally:
+        gw.close()
+        sim.stop.set()
+        sim.port.close()
+    largest = max(largest, spool_files(spool))
+    logs = gw.logs()
+    return CapResult(int(cap_mb * 1_000_000), largest, logs.count("evicted waveform package"), alive,
+                     logs.count("Traceback"))

@@ -7,16 +7,14 @@ nothing duplicated, nothing corrupted, every loss a recorded gap.
 
 from __future__ import annotations
 
-import random
-import time
 
 import pytest
 
 from simulators.reconcile import reconcile
 from tests.chain import start_simulator
-from tests.chaos.harness import (CloudProcess, FaultProxy, Gateway, create_patient, fill, gateway_toml,
-                                 kill_storm, recorded_gaps, small_filesystem, spool_files, stored_recordings,
-                                 unrecorded, wait_until)
+from tests.chaos.harness import (CloudProcess, Gateway, capped_spool, create_patient, fill, flapping_uplink,
+                                 gateway_toml, kill_storm, receiver_killed, recorded_gaps, small_filesystem,
+                                 stored_recordings, unrecorded, wait_until)
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow]
 
@@ -31,70 +29,17 @@ def test_kill_storm_loses_at_most_a_journal_interval_per_kill_and_duplicates_not
 
 
 def test_a_flapping_uplink_delivers_every_recording_exactly_once(tmp_path):
-    cloud = CloudProcess(tmp_path / "cloud", logdir=tmp_path)
-    cloud.start()
-    sim = start_simulator(duration=150, speed=10, seed=5, link=tmp_path / "kardia.pty", start=False)
-    try:
-        patient = create_patient(cloud.url + "/kardia")
-        with FaultProxy(cloud.url, rate=0.45, seed=7, hang_s=6.0) as proxy:
-            cfg = tmp_path / "gateway.toml"
-            cfg.write_text(gateway_toml(tmp_path / "spool.db", str(tmp_path / "kardia.pty"), proxy.url + "/kardia",
-                                        patient, uplink_extra="timeout = 2"))
-            gw = Gateway(cfg, tmp_path)
-            gw.start()
-            sim.thread.start()
-            try:
-                sim.join(120)
-                assert sim.port.drain(60)
-                wait_until(lambda: sum(proxy.counts.values()) >= 40, 120, "40 upload attempts through the proxy")
-                proxy.healed = True  # the network recovers: everything pending goes out
-                assert gw.stop(120) == 0
-            finally:
-                gw.close()
-        got = stored_recordings(cloud.url + "/kardia", patient)
-    finally:
-        sim.stop.set()
-        sim.port.close()
-        cloud.close()
-    check = reconcile(sim.sent, got)
-    assert check.exact, check.as_dict()
-    assert len(got) == 30  # 150 s in 5 s recordings, each once
-    assert sum(proxy.counts[f] for f in proxy.faults) >= 10 and len({f for f in proxy.faults if proxy.counts[f]}) >= 5
-    assert "dead letter" not in gw.logs()
+    r = flapping_uplink(tmp_path, signal_s=150, speed=10, seed=7, rate=0.45, min_attempts=40)
+    assert r.exact and r.recordings == 30, r.as_dict()  # 150 s in 5 s recordings, each once
+    faults = {f: n for f, n in r.extra["faults"].items() if n and f != "pass"}
+    assert sum(faults.values()) >= 10 and len(faults) >= 5, faults
+    assert r.extra["dead_letters"] == 0
 
 
 def test_the_receiver_killed_mid_ingest_still_gets_everything_once(tmp_path):
-    cloud = CloudProcess(tmp_path / "cloud", logdir=tmp_path)
-    cloud.start()
-    sim = start_simulator(duration=120, speed=8, seed=9, link=tmp_path / "kardia.pty", start=False)
-    rng = random.Random(9)
-    try:
-        patient = create_patient(cloud.url + "/kardia")
-        cfg = tmp_path / "gateway.toml"
-        cfg.write_text(gateway_toml(tmp_path / "spool.db", str(tmp_path / "kardia.pty"), cloud.url + "/kardia",
-                                    patient, recording_seconds=2, uplink_extra="timeout = 3"))
-        gw = Gateway(cfg, tmp_path)
-        gw.start()
-        sim.thread.start()
-        try:
-            for _ in range(5):  # the emulator dies while uploads are under way, and comes back on its data
-                time.sleep(rng.uniform(1.0, 2.5))
-                cloud.kill()
-                time.sleep(rng.uniform(0.2, 1.5))
-                cloud.start()
-            sim.join(120)
-            assert sim.port.drain(60)
-            assert gw.stop(120) == 0
-        finally:
-            gw.close()
-        got = stored_recordings(cloud.url + "/kardia", patient)
-    finally:
-        sim.stop.set()
-        sim.port.close()
-        cloud.close()
-    check = reconcile(sim.sent, got)
-    assert check.exact and len(got) == 60, check.as_dict()
-    assert "Traceback" not in cloud.logs()
+    r = receiver_killed(tmp_path, kills=5, signal_s=120, speed=8, seed=9)
+    assert r.exact and r.recordings == 60, r.as_dict()  # 120 s in 2 s recordings, each once
+    assert r.extra["receiver_tracebacks"] == 0
 
 
 @pytest.fixture
@@ -108,33 +53,10 @@ def tiny_fs(tmp_path):
 
 
 def test_the_cap_bounds_the_spool_files_on_a_small_disk_with_the_uplink_down(tmp_path, tiny_fs):
-    cap = 2_000_000
     with tiny_fs(6) as fs:
-        sim = start_simulator(duration=3600, speed=30, seed=11, link=tmp_path / "kardia.pty", start=False)
-        cfg = tmp_path / "gateway.toml"
-        spool = fs / "spool.db"
-        cfg.write_text(gateway_toml(spool, str(tmp_path / "kardia.pty"), "http://127.0.0.1:9/kardia", "p",
-                                    spool_extra="max_mb = 2"))
-        gw = Gateway(cfg, tmp_path)
-        gw.start()
-        sim.thread.start()
-        largest = 0
-        try:
-            deadline = time.monotonic() + 60
-            while sim.thread.is_alive() and time.monotonic() < deadline:
-                largest = max(largest, spool_files(spool))
-                assert gw.alive(), gw.logs()[-3000:]
-                time.sleep(0.1)
-            sim.stop.set()
-            assert gw.stop(120) == 0
-        finally:
-            gw.close()
-            sim.stop.set()
-            sim.port.close()
-        largest = max(largest, spool_files(spool))
-    logs = gw.logs()
-    assert "evicted waveform package" in logs and "Traceback" not in logs
-    assert largest <= cap + 256_000, largest  # the cap, and one commit's headroom
+        r = capped_spool(tmp_path / "cap", fs, cap_mb=2, seconds=60, seed=11)
+    assert r.stayed_up and r.evictions and not r.tracebacks, r.as_dict()
+    assert r.largest_bytes <= r.cap_bytes + 256_000, r.as_dict()  # the cap, and one commit's headroom
 
 
 def test_a_full_disk_holds_data_in_ram_says_so_once_and_recovers_by_itself(tmp_path, tiny_fs):
@@ -159,7 +81,8 @@ def test_a_full_disk_holds_data_in_ram_says_so_once_and_recovers_by_itself(tmp_p
                 assert gw.alive()
                 gw.kill()  # and a restart while the disk is full: no exit loop, no traceback
                 gw.start()
-                time.sleep(3)
+                wait_until(lambda: gw.logs().count("spool cannot take more") >= 2 or not gw.alive(), 120,
+                           "the restarted gateway to meet the full disk")
                 assert gw.alive(), gw.logs()[-3000:]
                 filler.unlink()  # space returns
                 cfg.write_text(cfg.read_text().replace("http://127.0.0.1:9/kardia", cloud.url + "/kardia"))
