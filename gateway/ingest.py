@@ -119,7 +119,8 @@ class Ingest:
         self.ram_bytes = ram_bytes
         self.on_durable = on_durable  # ages (s) of the oldest sample of each journal row, at its commit
         self.on_tick = on_tick  # how long each tick took (s)
-        self.counters: dict[str, int] = {"ticks": 0, "held_back": 0, "ram_full": 0, "interval_ms": 0}
+        self.counters: dict[str, int] = {"ticks": 0, "held_back": 0, "ram_full": 0,
+                                         "interval_ms": round(self.interval * 1000)}
         self._wake = asyncio.Event()
         self._stopping = False
         self._ram_full_logged = False
