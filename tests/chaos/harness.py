@@ -388,7 +388,8 @@ def kill_storm(tmp: Path, kills: int, interval: tuple[float, float] = (1.0, 10.0
     rng = random.Random(seed)
     tmp.mkdir(parents=True, exist_ok=True)
     mean_gap = sum(interval) / 2
-    duration = max(60.0, (kills + 2) * mean_gap * speed)  # signal seconds: the storm fits inside the session
+    # Signal seconds: the storm, with a second per restart, fits inside the session.
+    duration = max(60.0, (kills + 2) * (mean_gap + 1.0) * speed)
     with BackgroundServer(build_app(tmp / "cloud", Credentials([API_KEY]))) as server:
         url = server.url + "/kardia"
         patient = create_patient(url)
