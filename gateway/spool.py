@@ -43,7 +43,6 @@ import json
 import logging
 import os
 import sqlite3
-import struct
 import time
 from array import array
 from collections.abc import Callable, Iterable
@@ -666,19 +665,6 @@ class Spool:
         except OSError:
             return 0
 
-    def wal_content_bytes(self) -> int:
-        """Bytes of the frames the WAL holds now: its file keeps its size after a checkpoint (SQLite writes
-        it again from the start), so the WAL index header's mxFrame says how much is in use
-        (sqlite.org/walformat.html: a native-order u32 at offset 16 of the -shm file)."""
-        try:
-            with open(f"{self.path}-shm", "rb") as f:
-                head = f.read(20)
-        except OSError:
-            return self.wal_bytes()
-        if len(head) < 20:
-            return self.wal_bytes()
-        return struct.unpack_from("=I", head, 16)[0] * (self.page_size + 24)
-
     def checkpoint(self) -> None:
         """Copy what the WAL holds into the database (PASSIVE: never waits for, nor blocks, a writer)."""
         self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
@@ -1011,6 +997,7 @@ class AsyncSpool:
         self.checkpoint_at = self.spool.wal_budget // 2 if max_bytes else CHECKPOINT_BYTES
         self._checkpointing = False
         self._catch_up = False  # a background checkpoint finished: the writer copies what came since
+        self._wal_estimate = 0  # bytes of frames written to the WAL since it last started over
         # Room kept beside the spool, given up when even acknowledgements cannot commit on a full disk
         # (a delete needs WAL space too), so that the spool can always shrink.
         self.reserve = Path(f"{self.spool.path}-reserve")
@@ -1175,7 +1162,12 @@ class AsyncSpool:
     def _maybe_checkpoint(self) -> None:
         if self._checkpointing:
             return
-        wal = self.spool.wal_content_bytes()
+        # What the WAL holds since it last started over, estimated: its file keeps its size after a
+        # checkpoint, and its index (the -shm file) must not be opened here, for closing any descriptor
+        # of it would drop SQLite's locks on it (POSIX), and another process could then reset it.
+        wal = self._wal_estimate
+        if self.spool.max_bytes and self.spool.wal_bytes() > self.spool.wal_budget:
+            wal = max(wal, self.checkpoint_at)  # the file passed its share of the cap: now
         if wal < self.checkpoint_at:
             try:
                 st = os.statvfs(self.spool.path.parent)
@@ -1206,8 +1198,11 @@ class AsyncSpool:
             self._catch_up = False
             try:
                 self.spool.checkpoint()
+                self._wal_estimate = 0  # the write below starts the WAL over
             except sqlite3.Error as exc:
                 log.debug("spool catch-up checkpoint failed: %s", exc)
+        # Every page a commit touches is a frame: its payload, and a few pages of rows, indexes and maps.
+        self._wal_estimate += batch.payload_bytes() + 4 * self.spool.page_size
         return self.spool.apply(batch)
 
     def _committed(self, result: CommitResult, writes: list[_Write], offsets: list[int]) -> None:
