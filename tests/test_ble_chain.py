@@ -176,7 +176,7 @@ async def test_the_shirt_also_offers_the_standard_heart_rate_device_information_
                 await asyncio.sleep(0.05)
     finally:
         sim.terminate()
-        sim.communicate(timeout=30)
+        sim.communicate(timeout=90)  # past the simulator's own 30 s wait for its reader to take the rest
     assert info == {0x2A29: "wearable-gateway simulator", 0x2A24: "Hexoskin-class shirt", 0x2A25: "HXSKIN12000777",
                     0x2A26: "3.1.4"}
     assert battery == 87 and location == b"\x01"  # chest
