@@ -94,6 +94,13 @@ class Gateway:
             self.proc.wait(30)
 
 
+def end_session(sim, gw: Gateway, join_s: float, stop_s: float) -> None:
+    """Let the simulated session run out, check the gateway read its last bytes, stop it with SIGTERM."""
+    sim.join(join_s)
+    assert sim.port.drain(120), "the gateway did not read the last bytes"
+    assert gw.stop(stop_s) == 0, gw.logs()[-3000:]
+
+
 class CloudProcess:
     """wearable-sim cloud on a fixed port and data directory: killed and restarted, it keeps its data."""
 
@@ -410,9 +417,7 @@ def kill_storm(tmp: Path, kills: int, interval: tuple[float, float] = (1.0, 10.0
                 gw.kill()
                 done += 1
                 gw.start()
-            sim.join(duration / speed + 300)
-            assert sim.port.drain(120), "the gateway did not read the last bytes"
-            assert gw.stop(180) == 0, gw.logs()[-3000:]
+            end_session(sim, gw, duration / speed + 300, 180)
         finally:
             gw.close()
             sim.stop.set()
@@ -517,9 +522,7 @@ def receiver_killed(tmp: Path, kills: int, signal_s: float, speed: float, seed: 
                 cloud.kill()
                 time.sleep(rng.uniform(0.2, 1.5))
                 cloud.start()
-            sim.join(signal_s / speed + 300)
-            assert sim.port.drain(120), "the gateway did not read the last bytes"
-            assert gw.stop(300) == 0, gw.logs()[-3000:]
+            end_session(sim, gw, signal_s / speed + 300, 300)
         finally:
             gw.close()
         got = stored_recordings(cloud.url + "/kardia", patient)

@@ -12,9 +12,9 @@ import pytest
 
 from simulators.reconcile import reconcile
 from tests.chain import start_simulator
-from tests.chaos.harness import (CloudProcess, Gateway, capped_spool, create_patient, fill, flapping_uplink,
-                                 gateway_toml, kill_storm, receiver_killed, recorded_gaps, small_filesystem,
-                                 stored_recordings, unrecorded, wait_until)
+from tests.chaos.harness import (CloudProcess, Gateway, capped_spool, create_patient, end_session, fill,
+                                 flapping_uplink, gateway_toml, kill_storm, receiver_killed, recorded_gaps,
+                                 small_filesystem, stored_recordings, unrecorded, wait_until)
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow]
 
@@ -88,9 +88,7 @@ def test_a_full_disk_holds_data_in_ram_says_so_once_and_recovers_by_itself(tmp_p
                 cfg.write_text(cfg.read_text().replace("http://127.0.0.1:9/kardia", cloud.url + "/kardia"))
                 gw.kill()
                 gw.start()  # the uplink is back too
-                sim.join(300)
-                assert sim.port.drain(120)
-                assert gw.stop(180) == 0
+                end_session(sim, gw, 300, 180)
             finally:
                 gw.close()
             got = stored_recordings(cloud.url + "/kardia", patient)
