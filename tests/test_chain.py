@@ -153,6 +153,23 @@ async def test_garbage_corrupt_frames_and_drops_are_counted_recorded_and_never_c
         assert rec["duration"] == round(n * 1000 / 300)
 
 
+def _frozen_when(gw: subprocess.Popen, read, enough, tries: int = 200):
+    """SIGSTOP the gateway and read its spool until `enough(journal)`; it is left frozen then (or after
+    the last try), so the state read is the state a SIGKILL leaves. Returns (packages, journal)."""
+    packages, journal = [], []
+    for _ in range(tries):
+        gw.send_signal(signal.SIGSTOP)
+        try:
+            packages, journal = read()
+        except (sqlite3.OperationalError, SpoolError):  # frozen inside a WAL index update: no reader settles
+            packages, journal = [], []
+        if enough(journal):
+            break
+        gw.send_signal(signal.SIGCONT)
+        time.sleep(0.03)  # the gateway runs on a moment before the next look
+    return packages, journal
+
+
 def _committed(spool_path) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
     """(package ranges pending, journaled ranges not yet packaged) in a spool, read without writing to it."""
     spool = Spool(spool_path, readonly=True)
@@ -182,16 +199,7 @@ def test_sigkill_mid_stream_loses_nothing_committed_and_duplicates_nothing(tmp_p
                      "the first uploads")
             # Freeze the gateway, look at its spool, and kill it only when journaled samples wait for
             # a package: then the state read is exactly the state the kill leaves.
-            for _ in range(200):
-                gw.send_signal(signal.SIGSTOP)
-                try:
-                    packages, journal = _committed(tmp_path / "spool.db")
-                except (sqlite3.OperationalError, SpoolError):  # frozen inside a WAL index update: no reader settles
-                    journal = []
-                if journal:
-                    break
-                gw.send_signal(signal.SIGCONT)
-                time.sleep(0.03)
+            packages, journal = _frozen_when(gw, lambda: _committed(tmp_path / "spool.db"), lambda j: bool(j))
             assert journal, "never caught the gateway with journaled samples"
             gw.send_signal(signal.SIGKILL)
             assert gw.wait(10) == -signal.SIGKILL
@@ -257,17 +265,9 @@ def test_sigkill_with_twenty_devices_keeps_every_commit_of_every_stream_exactly_
             sim.start()  # each device starts when the gateway opens its port
             wait_for(lambda: httpx.get(url + "/v1/recordings", auth=(API_KEY, ""), params={"limit": 1}).json()
                      ["totalCount"] >= 3 * n, 90, "the first uploads of every device")
-            journal = {}
-            for _ in range(200):  # freeze, read the spool, kill only with journaled samples waiting
-                gw.send_signal(signal.SIGSTOP)
-                try:
-                    packages, journal = _committed_by_stream(tmp_path / "spool.db")
-                except (sqlite3.OperationalError, SpoolError):  # frozen inside a WAL index update: no reader settles
-                    journal = {}
-                if len(journal) >= n // 2:
-                    break
-                gw.send_signal(signal.SIGCONT)
-                time.sleep(0.03)
+            # Freeze, read the spool, kill only with journaled samples of many streams waiting.
+            packages, journal = _frozen_when(gw, lambda: _committed_by_stream(tmp_path / "spool.db"),
+                                             lambda j: len(j) >= n // 2)
             assert len(journal) >= n // 2, "never caught the gateway with journaled samples of many streams"
             gw.send_signal(signal.SIGKILL)
             assert gw.wait(10) == -signal.SIGKILL
