@@ -60,9 +60,14 @@ SCHEMA_VERSION = 3  # 2: packages.evictable; 3: bodies in their own table, packa
 #                     one journal row per transaction
 SYNC_MODES = ("full", "normal")
 SHM_BYTES = 32768  # the WAL index file SQLite keeps beside the database
-WAL_LIMIT = 4 << 20  # the WAL file's size after a checkpoint, without a cap
+# Without a cap: a checkpoint starts when the WAL holds CHECKPOINT_BYTES (SQLite's default: 1000
+# pages), and the WAL file keeps up to WAL_LIMIT when it starts over: room for the commits made while
+# the checkpoint runs, so that they overwrite the file's blocks. An fsync of a write that grows a file
+# also commits its new size and blocks (2-3x the time on this machine's disk).
+WAL_LIMIT = 8 << 20
+CHECKPOINT_BYTES = 4 << 20
 RESERVE_BYTES = 1 << 20
-CHECKPOINT_BYTES = 4 << 20  # WAL size that starts a checkpoint, without a cap (SQLite's default: 1000 pages)
+WAL_FRAME_HEADER = 24
 ROW_OVERHEAD = 64  # bytes a row costs beyond its payload, for the cap's estimate
 # Bound parameters per statement: SQLite allows 32766 since 3.32, 999 before.
 MAX_VARIABLES = 32000 if sqlite3.sqlite_version_info >= (3, 32) else 999
@@ -665,9 +670,11 @@ class Spool:
         except OSError:
             return 0
 
-    def checkpoint(self) -> None:
-        """Copy what the WAL holds into the database (PASSIVE: never waits for, nor blocks, a writer)."""
-        self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+    def checkpoint(self) -> tuple[bool, int, int]:
+        """Copy what the WAL holds into the database (PASSIVE: never waits for, nor blocks, a writer);
+        returns (busy: another checkpoint ran, frames the WAL held, frames now in the database)."""
+        busy, frames, copied = self._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        return bool(busy), frames, copied
 
     def relieve(self) -> bool:
         """On a full disk: give back what the files hold without need (the WAL's frames, once copied
@@ -997,7 +1004,12 @@ class AsyncSpool:
         self.checkpoint_at = self.spool.wal_budget // 2 if max_bytes else CHECKPOINT_BYTES
         self._checkpointing = False
         self._catch_up = False  # a background checkpoint finished: the writer copies what came since
-        self._wal_estimate = 0  # bytes of frames written to the WAL since it last started over
+        # What the WAL holds since it last started over, estimated from the commits made since: their
+        # payload, and the pages of rows, indexes and maps each touches (learned at each catch-up).
+        self._wal_commits = 0
+        self._wal_payload = 0
+        self._overhead_pages = 4.0
+        self._wal_file = 0  # the WAL file's size at the last commit: growing past CHECKPOINT_BYTES is late
         # Room kept beside the spool, given up when even acknowledgements cannot commit on a full disk
         # (a delete needs WAL space too), so that the spool can always shrink.
         self.reserve = Path(f"{self.spool.path}-reserve")
@@ -1011,7 +1023,8 @@ class AsyncSpool:
         self.committing = False
         self.full: str | None = None  # why growing changes are held in RAM now
         self.fatal: BaseException | None = None
-        self.counters: dict[str, int] = {"commits": 0, "refused_commits": 0, "evicted": 0, "reserve_used": 0}
+        self.counters: dict[str, int] = {"commits": 0, "refused_commits": 0, "evicted": 0, "reserve_used": 0,
+                                         "checkpoints": 0}
         self.on_result: Callable[[CommitResult], None] | None = None
         self.closed = False
         self._progress: asyncio.Event | None = None
@@ -1160,13 +1173,16 @@ class AsyncSpool:
         return True
 
     def _maybe_checkpoint(self) -> None:
-        if self._checkpointing:
+        if self._checkpointing or self._catch_up:  # the writer's catch-up, still due, ends the last one
             return
         # What the WAL holds since it last started over, estimated: its file keeps its size after a
         # checkpoint, and its index (the -shm file) must not be opened here, for closing any descriptor
         # of it would drop SQLite's locks on it (POSIX), and another process could then reset it.
         wal = self._wal_estimate
-        if self.spool.max_bytes and self.spool.wal_bytes() > self.spool.wal_budget:
+        size, self._wal_file = self._wal_file, self.spool.wal_bytes()
+        if self._wal_file > max(size, self.checkpoint_at):
+            wal = max(wal, self.checkpoint_at)  # the file grows past the mark: the estimate was short
+        if self.spool.max_bytes and self._wal_file > self.spool.wal_budget:
             wal = max(wal, self.checkpoint_at)  # the file passed its share of the cap: now
         if wal < self.checkpoint_at:
             try:
@@ -1186,6 +1202,7 @@ class AsyncSpool:
         def done(_f) -> None:
             self._checkpointing = False
             self._catch_up = True
+            self.counters["checkpoints"] += 1
 
         asyncio.get_running_loop().run_in_executor(self._checkpoints, run).add_done_callback(done)
 
@@ -1195,15 +1212,31 @@ class AsyncSpool:
         writer copies the few frames committed meanwhile first (PASSIVE: cheap), and then the WAL
         file is written from its start again instead of growing."""
         if self._catch_up:
-            self._catch_up = False
             try:
-                self.spool.checkpoint()
-                self._wal_estimate = 0  # the write below starts the WAL over
+                busy, frames, copied = self.spool.checkpoint()
+                if not busy and copied == frames:  # the write below starts the WAL over
+                    self._catch_up = False
+                    self._learn_overhead(frames)
+                    self._wal_commits = self._wal_payload = 0
             except sqlite3.Error as exc:
+                self._catch_up = False  # a full disk: the next background checkpoint tries again
                 log.debug("spool catch-up checkpoint failed: %s", exc)
-        # Every page a commit touches is a frame: its payload, and a few pages of rows, indexes and maps.
-        self._wal_estimate += batch.payload_bytes() + 4 * self.spool.page_size
+        self._wal_commits += 1
+        self._wal_payload += batch.payload_bytes()
         return self.spool.apply(batch)
+
+    @property
+    def _wal_estimate(self) -> int:
+        frame = self.spool.page_size + WAL_FRAME_HEADER
+        return int(self._wal_payload * frame / self.spool.page_size + self._wal_commits * self._overhead_pages * frame)
+
+    def _learn_overhead(self, frames: int) -> None:
+        """Frames per commit beyond the payload's, from what the WAL held at a catch-up (smoothed)."""
+        if not frames or not self._wal_commits:
+            return
+        extra = frames - self._wal_payload / self.spool.page_size
+        per = min(256.0, max(1.0, extra / self._wal_commits))
+        self._overhead_pages = 0.5 * self._overhead_pages + 0.5 * per
 
     def _committed(self, result: CommitResult, writes: list[_Write], offsets: list[int]) -> None:
         self.counters["commits"] += 1
