@@ -122,6 +122,12 @@ def main() -> int:
     directory = Path(args.dir or tempfile.gettempdir())
     directory.mkdir(parents=True, exist_ok=True)
 
+    # The analysis (and scipy) is imported where windows are first analysed: here, before the clock
+    # starts, as the daemon's worker does once; otherwise the first timed row would carry the import.
+    import gateway.analysis.breathing  # noqa: F401
+    import gateway.analysis.ecg  # noqa: F401
+    import gateway.analysis.heart_rate  # noqa: F401
+
     rate = DEVICES[args.device][0]
     data, samples = encode(args.minutes, args.device)
     second = len(data) * rate // samples  # bytes of frames per second of signal
