@@ -176,6 +176,10 @@ def run_one(n: int, duration: float, warmup: float, window: float, workdir: Path
         ab, a1 = histogram_by(m1, "wg_sample_to_ack_seconds", "uplink", "kardia")
         _, a0 = histogram_by(m0, "wg_sample_to_ack_seconds", "uplink", "kardia")
         durable, acked = c1 - c0d, (a1 - a0) if len(a0) == len(a1) else a1
+        tb, t1 = histogram(m1, "wg_ingest_tick_seconds")
+        _, t0h = histogram(m0, "wg_ingest_tick_seconds")
+        cb, k1 = histogram(m1, "wg_spool_commit_seconds")
+        _, k0h = histogram(m0, "wg_spool_commit_seconds")
         backlog = status["spool"]["uplinks"].get("kardia", {}).get("pending", 0)
         out, _ = fleet.communicate(timeout=duration + 120)
         sent = json.loads(out.strip().splitlines()[-1])
@@ -189,6 +193,10 @@ def run_one(n: int, duration: float, warmup: float, window: float, workdir: Path
                   "worker_pss_mb": round(rss["worker_pss"], 1),
                   "durable_p50_s": quantile(b, durable, 0.5), "durable_p99_s": quantile(b, durable, 0.99),
                   "durable_observations": int(durable[-1]) if len(durable) else 0,
+                  "durable_histogram": {f"{b_:g}": int(c_) for b_, c_ in zip(b, durable)},
+                  "tick_p50_s": quantile(tb, t1 - t0h, 0.5), "tick_p99_s": quantile(tb, t1 - t0h, 0.99),
+                  "commit_p50_s": quantile(cb, k1 - k0h, 0.5), "commit_p99_s": quantile(cb, k1 - k0h, 0.99),
+                  "interval_ms": status.get("ingest", {}).get("interval_ms"),
                   "ack_p50_s": quantile(ab, acked, 0.5), "ack_p99_s": quantile(ab, acked, 0.99),
                   "backlog_at_window_end": backlog, "fleet_deferred_writes": sent["deferred_writes"],
                   "gateway_exit": gateway.returncode}
