@@ -1,11 +1,13 @@
 """wearable-gateway: the daemon and its tools.
 
-    wearable-gateway run --config FILE        run the gateway until SIGTERM/SIGINT
+    wearable-gateway run [--config FILE]      run the gateway until SIGTERM/SIGINT
     wearable-gateway check-config FILE        validate a configuration
     wearable-gateway demo [--duration S]      the whole chain against simulators, no configuration
     wearable-gateway status [--config FILE]   ask the running daemon: devices, links, backlog, uplinks
-    wearable-gateway doctor --config FILE     check this machine: BLE, serial, clock, disk, uplinks
-    wearable-gateway spool --config FILE      what the spool holds (and --requeue-dead)
+    wearable-gateway doctor [--config FILE]   check this machine: BLE, serial, clock, disk, uplinks
+    wearable-gateway spool [--config FILE]    what the spool holds (and --requeue-dead)
+
+--config defaults to /etc/wearable-gateway/gateway.toml (or $WEARABLE_GATEWAY_CONFIG).
     wearable-gateway drivers                  the installed device drivers
 """
 
@@ -15,13 +17,29 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 
 from gateway import __version__
 
 
-def _load_config(path: str):
+DEFAULT_CONFIG = "/etc/wearable-gateway/gateway.toml"  # where install-pi.sh puts it; env WEARABLE_GATEWAY_CONFIG
+
+
+def default_config() -> str:
+    """The configuration file used when --config is not given."""
+    return os.environ.get("WEARABLE_GATEWAY_CONFIG", DEFAULT_CONFIG)
+
+
+def _load_config(path: str | None):
     from gateway.config import ConfigError, load
+
+    if path is None:
+        path = default_config()
+        if not os.path.exists(path):
+            print(f"no configuration at {path}: pass --config FILE (examples/gateway.toml shows every key), set"
+                  " WEARABLE_GATEWAY_CONFIG, or try `wearable-gateway demo`", file=sys.stderr)
+            return None
 
     try:
         return load(path)
@@ -55,7 +73,7 @@ def _status(args: argparse.Namespace) -> int:
     from gateway.config import StatusConfig
 
     status = StatusConfig()
-    if args.config:
+    if args.config or os.path.exists(default_config()):
         config = _load_config(args.config)
         if config is None:
             return 2
@@ -94,7 +112,7 @@ def _status(args: argparse.Namespace) -> int:
 def _doctor(args: argparse.Namespace) -> int:
     from gateway.doctor import FAIL, run_checks
 
-    checks = run_checks(args.config)
+    checks = run_checks(args.config or default_config())
     for c in checks:
         print(f"{c.state:4}  {c.name:18} {c.detail}")
     failed = [c for c in checks if c.state == FAIL]
@@ -153,33 +171,39 @@ def _drivers(args: argparse.Namespace) -> int:
     return 0
 
 
+def _command(sub, name: str, help: str) -> argparse.ArgumentParser:
+    """A subcommand whose own --help starts with what it does."""
+    return sub.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for docs and tests)."""
     parser = argparse.ArgumentParser(prog="wearable-gateway", description="Cardiac devices to their vendors' clouds.")
     parser.add_argument("--version", action="version", version=f"wearable-gateway {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="run the gateway daemon")
-    run.add_argument("--config", required=True, help="TOML configuration file")
+    run = _command(sub, "run", "run the gateway daemon")
+    run.add_argument("--config", help=f"TOML configuration file (default: {DEFAULT_CONFIG})")
     run.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     run.add_argument("--log-format", choices=("text", "json"), help="one line per event as text or JSON")
     run.set_defaults(func=_run)
 
-    st = sub.add_parser("status", help="ask the running daemon how it is doing")
-    st.add_argument("--config", help="the daemon's configuration (for the status address and password)")
+    st = _command(sub, "status", "ask the running daemon how it is doing")
+    st.add_argument("--config", help="the daemon's configuration, for the status address and password (default:"
+                                     f" {DEFAULT_CONFIG} if it exists)")
     st.add_argument("--url", help="the status server (default from the configuration, else http://127.0.0.1:8765)")
     st.add_argument("--json", action="store_true", help="print the whole status as JSON")
     st.set_defaults(func=_status)
 
-    doc = sub.add_parser("doctor", help="check BLE, serial permissions, clock, disk and uplinks")
-    doc.add_argument("--config", required=True)
+    doc = _command(sub, "doctor", "check BLE, serial permissions, clock, disk and uplinks")
+    doc.add_argument("--config", help=f"the daemon's configuration (default: {DEFAULT_CONFIG})")
     doc.set_defaults(func=_doctor)
 
-    check = sub.add_parser("check-config", help="validate a configuration file")
+    check = _command(sub, "check-config", "validate a configuration file")
     check.add_argument("file")
     check.set_defaults(func=_check_config)
 
-    demo = sub.add_parser("demo", help="simulator -> serial -> gateway -> Kardia emulator, then verify")
+    demo = _command(sub, "demo", "simulator -> serial -> gateway -> Kardia emulator, then verify")
     demo.add_argument("--duration", type=float, default=60.0, help="seconds of ECG (default 60)")
     demo.add_argument("--speed", type=float, default=1.0, help="times faster than real time (default 1)")
     demo.add_argument("--json", action="store_true", help="print the summary as one JSON object")
@@ -188,15 +212,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--heart-rate", type=float, help="bpm")
     demo.set_defaults(func=_demo)
 
-    spool = sub.add_parser("spool", help="show what the spool holds")
-    spool.add_argument("--config", required=True)
+    spool = _command(sub, "spool", "show what the spool holds")
+    spool.add_argument("--config", help=f"the daemon's configuration (default: {DEFAULT_CONFIG})")
     spool.add_argument("--dead-letters", action="store_true", help="list dead letters and their reasons")
     spool.add_argument("--gaps", action="store_true", help="list recorded gaps")
     spool.add_argument("--requeue-dead", nargs="?", const="*", metavar="UPLINK",
                        help="move dead letters (of one uplink, or all) back into the outbox")
     spool.set_defaults(func=_spool)
 
-    drv = sub.add_parser("drivers", help="list installed device drivers")
+    drv = _command(sub, "drivers", "list installed device drivers")
     drv.set_defaults(func=_drivers)
     return parser
 

@@ -17,6 +17,7 @@ import threading
 import time
 from pathlib import Path
 
+from gateway import __version__
 from gateway.protocols import kardiamobile as proto
 
 
@@ -435,9 +436,12 @@ def _add_output(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for docs and tests)."""
     parser = argparse.ArgumentParser(prog="wearable-sim", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--version", action="version", version=f"wearable-sim {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    device = sub.add_parser("device", help="run a device simulator")
+    device = sub.add_parser("device", help="run a device simulator",
+                            description="Run a device simulator: a KardiaMobile or a Hexoskin shirt on a serial port"
+                                        " or a new pseudo-terminal, or an UP band on a (virtual) BLE adapter.")
     devices = device.add_subparsers(dest="device", required=True)
     k = devices.add_parser("kardia", help="KardiaMobile-class single-lead ECG over serial",
                            description="Simulate a KardiaMobile recorder on a serial port or a new pseudo-terminal. "

@@ -155,3 +155,48 @@ def test_drivers_are_listed_from_entry_points():
     proc = subprocess.run([PY, "-m", "gateway.cli", "drivers"], capture_output=True, text=True, timeout=60)
     assert "kardiamobile" in proc.stdout and "gateway.drivers.kardiamobile:KardiaMobileDriver" in proc.stdout
     assert "gateway.drivers.hexoskin:HexoskinDriver" in proc.stdout
+
+
+@pytest.mark.parametrize("module, prog", [("gateway", "wearable-gateway"), ("simulators", "wearable-sim")])
+def test_both_commands_run_as_modules_and_tell_their_version(module, prog):
+    from gateway import __version__
+
+    proc = subprocess.run([PY, "-m", module, "--version"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == f"{prog} {__version__}"
+
+
+def test_every_subcommand_describes_itself_in_its_help():
+    import argparse
+
+    from gateway.cli import build_parser as gateway_parser
+    from simulators.cli import build_parser as sim_parser
+
+    def commands(parser, path=()):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    yield path + (name,), sub
+                    yield from commands(sub, path + (name,))
+
+    found = list(commands(gateway_parser())) + list(commands(sim_parser()))
+    assert len(found) >= 12
+    missing = [" ".join(p) for p, sub in found if not sub.description]
+    assert not missing, f"no description: {missing}"
+
+
+def test_run_without_a_configuration_says_where_it_looked(tmp_path):
+    env = {**os.environ, "WEARABLE_GATEWAY_CONFIG": str(tmp_path / "absent.toml")}
+    proc = subprocess.run([PY, "-m", "gateway", "run"], capture_output=True, text=True, timeout=60, env=env)
+    assert proc.returncode == 2
+    assert f"no configuration at {tmp_path / 'absent.toml'}" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_run_takes_the_default_configuration_as_status_does(tmp_path):
+    cfg = tmp_path / "gateway.toml"
+    cfg.write_text("[gateway]\nname = 'x'\n[[devices]]\nname = 'k'\n")  # invalid: the file was read
+    env = {**os.environ, "WEARABLE_GATEWAY_CONFIG": str(cfg)}
+    proc = subprocess.run([PY, "-m", "gateway", "run"], capture_output=True, text=True, timeout=60, env=env)
+    assert proc.returncode == 2
+    assert str(cfg) in proc.stderr and "Traceback" not in proc.stderr

@@ -1,0 +1,7 @@
+"""`python -m simulators`: the wearable-sim command."""
+
+import sys
+
+from simulators.cli import main
+
+sys.exit(main())
