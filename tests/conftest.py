@@ -19,10 +19,20 @@ def kardia_vectors() -> dict:
     return json.loads((VECTORS / "kardiamobile.json").read_text())
 
 
+MISSING_DATA = (
+    f"the shared recordings are not at {SHARED_DATA}: public PhysioNet records (MIT-BIH Arrhythmia,"
+    " the CinC 2017 KardiaMobile recordings, MIT-BIH Noise Stress Test) that the analysis and replay"
+    " tests read; scripts/fetch-data.sh downloads them there (needs internet and wfdb)")
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """../shared/data, read-only real recordings; its absence is an error, not a skip."""
-    assert SHARED_DATA.is_dir(), f"expected the shared recordings at {SHARED_DATA}"
+    """../shared/data, read-only real recordings. Without them the tests that need them skip, saying
+    where they come from; where WG_REQUIRE_SHARED_DATA=1 (CI sets it) their absence is an error."""
+    if not SHARED_DATA.is_dir():
+        if os.environ.get("WG_REQUIRE_SHARED_DATA") == "1":
+            pytest.fail(MISSING_DATA, pytrace=False)
+        pytest.skip(MISSING_DATA)
     return SHARED_DATA
 
 
