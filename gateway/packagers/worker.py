@@ -5,7 +5,8 @@ data) runs its `package()` in one worker process, started at the first such wind
 daemon that analyses nothing never imports scipy, and the daemon itself never does). Jobs run
 one at a time, in order, with a few queued in the pipe so the worker never waits for the loop;
 each result comes back through a pipe the event loop watches, so the loop never waits for an
-analysis.
+analysis. The worker runs at a lower priority (nice 5): when every core is busy, reading the
+devices and committing go first, and a recording's analysis waits a little.
 
 A job that fails in the worker, or is still running after `timeout` seconds (the worker is
 then killed and a new one started for the next job), is packaged on the loop with
@@ -19,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import os
 import signal
 import time
 from collections import Counter, deque
@@ -30,12 +32,17 @@ log = logging.getLogger(__name__)
 DEFAULT_TIMEOUT_S = 60.0
 MODES = ("process", "inline")
 IN_PIPE = 4  # jobs sent ahead: the worker starts the next the moment one is done
+NICE = 5  # the worker's priority below the daemon's
 
 
 def _serve(conn) -> None:
     """The worker's loop: jobs in, results out, until the daemon closes the pipe (or dies)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C is the daemon's to handle
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:  # analysis can wait a little; the daemon's reading and commits should not wait for it
+        os.nice(NICE)
+    except OSError:
+        pass
     while True:
         try:
             job_id, packager, args = conn.recv()
