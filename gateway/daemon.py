@@ -11,6 +11,7 @@ Restart=) lose nothing that was durable.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import resource
 import time
@@ -174,6 +175,10 @@ class Gateway:
         log.info("gateway started: %d device(s), %d uplink(s), spool %s (sync=%s, commit every %g s), packaging %s",
                  len(self.devices), len(self.uplinks), cfg.spool.path, cfg.spool.sync, cfg.spool.commit_interval,
                  cfg.packaging)
+        # What start-up built lives as long as the daemon: out of the collector's way, so that a full
+        # collection does not walk it (70-100 ms pauses of the loop at 1,000 devices; 10-40 ms after).
+        gc.collect()
+        gc.freeze()
         self.notifier.ready(f"{len(self.devices)} device(s), {len(self.uplinks)} uplink(s)")
 
     async def _open_spool(self) -> AsyncSpool | None:
