@@ -12,12 +12,14 @@ Everything is read from counters kept in RAM: building /metrics does no disk wor
 
 from __future__ import annotations
 
+import platform
 from typing import Any
 
 import numpy as np
-from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Histogram, PlatformCollector, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
+from gateway import __version__
 from gateway.drivers.base import bad_frames
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -76,12 +78,28 @@ class _Snapshot:
                                   value=spool.get("evicted", 0))
 
         uploads = CounterMetricFamily("wg_uploads", "Upload attempts by outcome", labels=["uplink", "outcome"])
+        up = GaugeMetricFamily("wg_uplink_up", "1 when the uplink's last answers were accepted (not retrying,"
+                               " not paused)", labels=["uplink"])
+        paused = GaugeMetricFamily("wg_uplink_paused", "1 while the uplink is paused because the vendor refused"
+                                   " its credentials", labels=["uplink"])
+        last_ok = GaugeMetricFamily("wg_uplink_last_success_timestamp_seconds",
+                                    "Unix time of the uplink's last accepted upload (0: none yet)", labels=["uplink"])
         for u in s.get("uplinks", []):
             c = u["counters"]
             uploads.add_metric([u["name"], "ok"], c.get("acked", 0))
             uploads.add_metric([u["name"], "failed"], c.get("dead_lettered", 0) + c.get("auth_refused", 0))
             uploads.add_metric([u["name"], "retried"], c.get("retried", 0))
+            up.add_metric([u["name"]], 1.0 if u.get("state") == "ok" else 0.0)
+            paused.add_metric([u["name"]], 1.0 if u.get("state") == "paused" else 0.0)
+            last_ok.add_metric([u["name"]], u.get("last_ok") or 0.0)
         yield uploads
+        yield up
+        yield paused
+        yield last_ok
+        info = GaugeMetricFamily("wg_build_info", "The gateway's version and Python (always 1)",
+                                 labels=["version", "python"])
+        info.add_metric([__version__, platform.python_version()], 1.0)
+        yield info
 
 
 class ArrayHistogram:
@@ -128,6 +146,8 @@ class GatewayMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        ProcessCollector(registry=self.registry)  # process_cpu_seconds_total, process_resident_memory_bytes, ...
+        PlatformCollector(registry=self.registry)  # python_info
         self._snapshot = _Snapshot()
         self.registry.register(self._snapshot)
         self.durable = ArrayHistogram("wg_sample_to_durable_seconds",

@@ -8,6 +8,7 @@ import base64
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import sqlite3
@@ -216,6 +217,16 @@ def test_prometheus_metrics(service_run):
     # A 3 s recording is acknowledged at least 3 s after its first sample, and well within 15 s here.
     assert _metric(fams, "wg_sample_to_ack_seconds_bucket", uplink="kardia", le="1.0") == 0
     assert _metric(fams, "wg_sample_to_ack_seconds_bucket", uplink="kardia", le="15.0") == acked
+    from gateway import __version__
+
+    assert _metric(fams, "wg_build_info", version=__version__) == 1
+    assert _metric(fams, "wg_uplink_up", uplink="kardia") == 1 and _metric(fams, "wg_uplink_paused", uplink="kardia") == 0
+    assert abs(_metric(fams, "wg_uplink_last_success_timestamp_seconds", uplink="kardia") - time.time()) < 120
+    assert _metric(fams, "process_resident_memory_bytes") > 20e6 and _metric(fams, "process_cpu_seconds_total") > 0
+    if shutil.which("promtool"):  # Prometheus's own linter, where it is installed
+        check = subprocess.run(["promtool", "check", "metrics"], input=service_run["metrics"], capture_output=True,
+                               text=True, timeout=60)
+        assert check.returncode == 0, check.stdout + check.stderr
 
 
 def test_logs_are_json_lines_and_never_show_a_secret(service_run):

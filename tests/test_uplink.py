@@ -145,9 +145,11 @@ async def test_refused_credentials_keep_the_package_and_pause_the_uplink(cloud, 
     await run_uplink(uplink, spool, lambda: (uplink.counters["auth_refused"] >= 2))
     assert await pending(spool) == 1 and await spool.call(spool.spool.dead_letters) == []
     assert "HTTP 401" in uplink.last_error
+    assert uplink.status()["state"] == "paused" and uplink.last_ok is None
     fixed = KardiaUplink("kardia", url, KEY, policy=FAST)  # the operator fixes the key and restarts
     await run_uplink(fixed, spool, lambda: (fixed.counters["acked"] == 1))
     assert len(await stored(url)) == 1
+    assert fixed.status()["state"] == "ok" and fixed.last_ok is not None
 
 
 async def test_an_unreachable_receiver_is_retried_until_it_comes_up(tmp_path, spool):

@@ -113,6 +113,7 @@ class Uplink(ABC):
         self.last_ok: float | None = None
         self.last_error: str | None = None
         self.resume_at = 0.0
+        self.paused_on_credentials = False  # the last pause came from refused credentials
         self.auth: httpx.Auth | None = None
         self.on_ack: Callable[[float], None] | None = None  # age (s) of an acknowledged package's first sample
         self._wake = asyncio.Event()
@@ -202,6 +203,7 @@ class Uplink(ABC):
             if self.is_replay(response):
                 self.counters["replayed"] += 1
             self.last_ok = time.time()
+            self.paused_on_credentials = False
             if self.on_ack:
                 self.on_ack(self.last_ok - package.sample_time)
             return
@@ -222,6 +224,7 @@ class Uplink(ABC):
             self._settle(spool, package.id,
                          Changes(retries=[(package.id, time.time() + self.policy.auth_pause, detail)]))
             self.resume_at = max(self.resume_at, time.time() + self.policy.auth_pause)
+            self.paused_on_credentials = True
             return
         self.counters["dead_lettered"] += 1
         self.last_error = detail
@@ -237,8 +240,15 @@ class Uplink(ABC):
         self._settle(spool, package.id, Changes(retries=[(package.id, time.time() + delay, detail)]))
         self.resume_at = max(self.resume_at, time.time() + delay)
 
+    @property
+    def state(self) -> str:
+        """'ok', 'retrying' (a transient failure: waiting out its backoff) or 'paused' (credentials refused)."""
+        if self.paused_on_credentials:
+            return "paused"
+        return "retrying" if self.resume_at > time.time() else "ok"
+
     def status(self) -> dict:
         """Counters and health for status pages."""
         return {"name": self.name, "base_url": self.base_url, "counters": dict(self.counters),
                 "last_ok": self.last_ok, "last_error": self.last_error, "in_flight": len(self._sending),
-                "paused_for_s": round(max(0.0, self.resume_at - time.time()), 1)}
+                "paused_for_s": round(max(0.0, self.resume_at - time.time()), 1), "state": self.state}
