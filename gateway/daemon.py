@@ -22,6 +22,7 @@ import numpy as np
 from gateway import __version__, drivers
 from gateway.config import Config, DeviceConfig, UplinkConfig
 from gateway.ingest import DeviceRunner, Ingest
+from gateway import logs
 from gateway.logs import RecentErrors
 from gateway.metrics import GatewayMetrics
 from gateway.packagers.base import Packager
@@ -117,9 +118,10 @@ class Gateway:
         self.devices: list[DeviceRunner] = []
         self.ingest: Ingest | None = None
         self._stop_devices = asyncio.Event()
-        self._stop_uplinks = asyncio.Event()
-        self._transport_tasks: list[asyncio.Task] = []
-        self._uplink_tasks: list[asyncio.Task] = []
+        self._uplink_stops: dict[str, asyncio.Event] = {}
+        self._transport_tasks: dict[str, asyncio.Task] = {}
+        self._uplink_tasks: dict[str, asyncio.Task] = {}
+        self._reloading = asyncio.Lock()
         self._ingest_task: asyncio.Task | None = None
         self.fatal: BaseException | None = None
         self.stopped = False
@@ -137,21 +139,9 @@ class Gateway:
         self.spool.on_result = lambda r: self.metrics.commit.observe_many(np.array([r.seconds]))
         known = await self.spool.read(self.spool.reader.streams)
         for up in cfg.uplinks.values():
-            uplink = build_uplink(up)
-            self.uplinks[up.name] = uplink
-            self.spool.on_commit(uplink.wake)
-            uplink.on_ack = self.metrics.acked.labels(up.name).observe
+            self._add_uplink(up)
         for dev in cfg.devices:
-            pipeline = DevicePipeline(dev.name, build_packagers(dev, cfg), self.worker,
-                                      {k: s for k, s in known.items() if s.device == dev.name})
-            driver_cls = drivers.load(dev.driver)
-            driver = driver_cls()
-            driver.local_zone = cfg.timezone
-            transport = open_transport(dev.transport, driver_cls.ble_notify, driver_cls.ble_read)
-            # What has left the kernel and is not yet durable stays within journal_interval of signal.
-            transport.inbox.limit = max(MIN_INBOX_BYTES, int(driver_cls.bytes_per_second
-                                                             * cfg.spool.journal_interval / 4))
-            self.devices.append(DeviceRunner(dev, transport, driver, pipeline))
+            self.devices.append(self._build_device(dev, known))
         self.ingest = Ingest(self.devices, self.spool, cfg.spool.commit_interval, cfg.spool.ram_bytes,
                              self.metrics.durable.observe_many, self.metrics.tick.observe_many)
         logging.getLogger().addHandler(self.errors)
@@ -164,12 +154,10 @@ class Gateway:
                 await self.spool.close()
                 raise
         await self._recover()
-        for uplink in self.uplinks.values():
-            self._uplink_tasks.append(asyncio.create_task(uplink.run(self.spool, self._stop_uplinks),
-                                                          name=f"uplink {uplink.name}"))
+        for name in self.uplinks:
+            self._start_uplink(name)
         for runner in self.devices:
-            self._transport_tasks.append(asyncio.create_task(self._run_transport(runner),
-                                                             name=f"transport {runner.config.name}"))
+            self._start_transport(runner)
         self._ingest_task = asyncio.create_task(self._run_ingest(), name="ingest")
         self._watchdog_task = asyncio.create_task(self.notifier.watchdog(), name="systemd watchdog")
         log.info("gateway started: %d device(s), %d uplink(s), spool %s (sync=%s, commit every %g s), packaging %s",
@@ -180,6 +168,111 @@ class Gateway:
         gc.collect()
         gc.freeze()
         self.notifier.ready(f"{len(self.devices)} device(s), {len(self.uplinks)} uplink(s)")
+
+    def _add_uplink(self, up: UplinkConfig) -> None:
+        assert self.spool is not None
+        uplink = build_uplink(up)
+        self.uplinks[up.name] = uplink
+        self.spool.on_commit(uplink.wake)
+        uplink.on_ack = self.metrics.acked.labels(up.name).observe
+
+    def _start_uplink(self, name: str) -> None:
+        assert self.spool is not None
+        stop = self._uplink_stops[name] = asyncio.Event()
+        self._uplink_tasks[name] = asyncio.create_task(self.uplinks[name].run(self.spool, stop), name=f"uplink {name}")
+
+    async def _remove_uplink(self, name: str) -> None:
+        """Stop one uplink (uploads under way finish first); what it has not delivered stays spooled."""
+        assert self.spool is not None
+        uplink = self.uplinks.pop(name)
+        self._uplink_stops.pop(name).set()
+        await asyncio.gather(self._uplink_tasks.pop(name), return_exceptions=True)
+        self.spool.off_commit(uplink.wake)
+
+    def _build_device(self, dev: DeviceConfig, known: dict) -> DeviceRunner:
+        pipeline = DevicePipeline(dev.name, build_packagers(dev, self.config), self.worker,
+                                  {k: s for k, s in known.items() if s.device == dev.name})
+        driver_cls = drivers.load(dev.driver)
+        driver = driver_cls()
+        driver.local_zone = self.config.timezone
+        transport = open_transport(dev.transport, driver_cls.ble_notify, driver_cls.ble_read)
+        # What has left the kernel and is not yet durable stays within journal_interval of signal.
+        transport.inbox.limit = max(MIN_INBOX_BYTES, int(driver_cls.bytes_per_second
+                                                         * self.config.spool.journal_interval / 4))
+        return DeviceRunner(dev, transport, driver, pipeline)
+
+    def _start_transport(self, runner: DeviceRunner) -> None:
+        self._transport_tasks[runner.config.name] = asyncio.create_task(self._run_transport(runner),
+                                                                        name=f"transport {runner.config.name}")
+
+    async def _remove_device(self, runner: DeviceRunner) -> None:
+        """Stop reading a device, package what its buffers hold (partial windows too), commit, drop it."""
+        assert self.ingest is not None
+        await runner.transport.close()  # it hands over what it read, then ends
+        task = self._transport_tasks.pop(runner.config.name)
+        if (await asyncio.wait([task], timeout=STOP_TIMEOUT))[1]:
+            log.error("transport of %s did not stop within %.0f s; cancelled", runner.config.name, STOP_TIMEOUT)
+            task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await self.ingest.remove(runner, self.config.packaging_timeout + 5)
+        self.devices.remove(runner)
+
+    async def reload(self) -> bool:
+        """Read the configuration file again (SIGHUP) and apply what changed in devices and uplinks:
+        removed or changed ones stop (a device's partial windows are packaged first), new or changed
+        ones start; what is spooled stays. An invalid file changes nothing. False if not applied."""
+        from dataclasses import replace
+
+        from gateway.config import ConfigError, load
+
+        async with self._reloading:
+            if self.stopped or self.ingest is None or self.spool is None:
+                return False
+            self.notifier.reloading()
+            try:
+                try:
+                    new = load(self.config.source)
+                except ConfigError as exc:
+                    log.error("reload refused; the running configuration stays: %s", str(exc).replace("\n", " "))
+                    return False
+                old = self.config
+                fixed = [k for k in ("spool", "status", "timezone", "packaging", "packaging_timeout", "log_format")
+                         if getattr(old, k) != getattr(new, k)]
+                if fixed:
+                    log.warning("reload: [%s] changed; that takes effect at a restart (systemctl restart"
+                                " wearable-gateway)", ", ".join(fixed))
+                retyped = {n for n, u in old.uplinks.items() if n in new.uplinks and new.uplinks[n].type != u.type}
+                old_dev, new_dev = {d.name: d for d in old.devices}, {d.name: d for d in new.devices}
+                changed_dev = {n for n in old_dev if n in new_dev and (
+                    old_dev[n] != new_dev[n] or any(u in retyped for u in new_dev[n].uplinks))}
+                gone_dev = [r for r in self.devices if r.config.name not in new_dev or r.config.name in changed_dev]
+                gone_up = [n for n in old.uplinks if n not in new.uplinks or old.uplinks[n] != new.uplinks[n]]
+                for runner in gone_dev:
+                    await self._remove_device(runner)
+                for name in gone_up:
+                    await self._remove_uplink(name)
+                self.config = replace(old, uplinks=new.uplinks, devices=new.devices, drain_on_stop=new.drain_on_stop)
+                logs.add_secrets(self.config.secrets())
+                added_up = [n for n in new.uplinks if n not in self.uplinks]
+                for name in added_up:
+                    self._add_uplink(new.uplinks[name])
+                    self._start_uplink(name)
+                known = await self.spool.read(self.spool.reader.streams)
+                added_dev = [d for d in new.devices if d.name not in {r.config.name for r in self.devices}]
+                for dev in added_dev:
+                    runner = self._build_device(dev, known)
+                    for rec in await self.spool.read(self.spool.reader.recover):
+                        if rec.stream.device == dev.name:
+                            runner.pipeline.recover(rec)
+                    self.devices.append(runner)
+                    self.ingest.add(runner)
+                    self._start_transport(runner)
+                log.info("configuration reloaded from %s: devices %d (+%d, -%d), uplinks %d (+%d, -%d)",
+                         self.config.source, len(self.devices), len(added_dev), len(gone_dev), len(self.uplinks),
+                         len(added_up), len(gone_up))
+                return True
+            finally:
+                self.notifier.ready(f"{len(self.devices)} device(s), {len(self.uplinks)} uplink(s)")
 
     async def _open_spool(self) -> AsyncSpool | None:
         """The spool; while its disk is too full to open it, wait (one line): a restart loop would not help.
@@ -260,14 +353,16 @@ class Gateway:
         self.stopped = True
         self.notifier.stopping()
         self._stop_devices.set()
+        async with self._reloading:  # a reload under way ends first
+            pass
         for runner in self.devices:
             await runner.transport.close()  # each hands over what it read, then ends
-        done, late = (await asyncio.wait(self._transport_tasks, timeout=STOP_TIMEOUT)
-                      if self._transport_tasks else ((), ()))
+        tasks = list(self._transport_tasks.values())
+        done, late = await asyncio.wait(tasks, timeout=STOP_TIMEOUT) if tasks else ((), ())
         for task in late:
             log.error("%s did not stop within %.0f s; cancelled", task.get_name(), STOP_TIMEOUT)
             task.cancel()
-        await asyncio.gather(*self._transport_tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         if self.ingest is not None:
             await self.ingest.stop()
         if self._ingest_task is not None:
@@ -276,8 +371,9 @@ class Gateway:
             await self.ingest.finish(self.config.packaging_timeout + 5)
         if drain_timeout > 0 and self.fatal is None:
             await self.drain(drain_timeout)
-        self._stop_uplinks.set()
-        await asyncio.gather(*self._uplink_tasks, return_exceptions=True)
+        for stop in self._uplink_stops.values():
+            stop.set()
+        await asyncio.gather(*self._uplink_tasks.values(), return_exceptions=True)
         if self.status_server is not None:
             await self.status_server.stop()
         if self._watchdog_task is not None:
@@ -336,6 +432,15 @@ async def run(config: Config) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, gateway.request_stop)
+    reloads: set[asyncio.Task] = set()
+
+    def on_hup() -> None:
+        log.info("SIGHUP: reloading the configuration from %s", config.source)
+        task = loop.create_task(gateway.reload(), name="reload")
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
     await gateway.start()
     if gateway.spool is None:
         log.info("gateway stopped before its spool could be opened")

@@ -61,6 +61,8 @@ class DeviceRunner:
     driver: Driver
     pipeline: DevicePipeline
     last_data: float | None = None
+    retiring: asyncio.Future | None = None  # set by Ingest.remove(): done once the device is dropped
+    windows_cut: bool = False
 
     def status(self) -> dict[str, Any]:
         """Link state, counters and streams."""
@@ -109,7 +111,7 @@ class Ingest:
     def __init__(self, runners: list[DeviceRunner], spool: AsyncSpool, max_interval: float = DEFAULT_INTERVAL_S,
                  ram_bytes: int = 64 << 20, on_durable: Callable[[np.ndarray], None] | None = None,
                  on_tick: Callable[[np.ndarray], None] | None = None) -> None:
-        self.runners = runners
+        self.runners = list(runners)  # its own list: add() and remove() change it between ticks
         self.spool = spool
         self.max_interval = max_interval
         self.interval = min(max_interval, START_INTERVAL_S)
@@ -125,8 +127,39 @@ class Ingest:
         self._stopping = False
         self._ram_full_logged = False
         for r in runners:
-            r.transport.inbox.on_ready = self.wake
-            r.pipeline.on_change = self.wake
+            self._hook(r)
+
+    def _hook(self, runner: DeviceRunner) -> None:
+        runner.transport.inbox.on_ready = self.wake
+        runner.pipeline.on_change = self.wake
+
+    def add(self, runner: DeviceRunner) -> None:
+        """A device configured while running (a reload): ticks take it from now on."""
+        self._hook(runner)
+        self.runners.append(runner)
+
+    async def remove(self, runner: DeviceRunner, timeout: float) -> None:
+        """Drop a device whose transport has ended (a reload): the next ticks take what its inbox
+        holds, cut its partial windows into packages and commit them; then it is no longer ticked."""
+        runner.retiring = asyncio.get_running_loop().create_future()
+        self.wake()
+        try:
+            await asyncio.wait_for(asyncio.shield(runner.retiring), timeout)
+        except asyncio.TimeoutError:
+            log.error("device %s: windows still packaging %.0f s after its removal; they stay in the journal",
+                      runner.config.name, timeout)
+            if runner in self.runners:
+                self.runners.remove(runner)
+        await self.spool.flush()
+
+    def _retire(self, runner: DeviceRunner) -> bool:
+        """For a device being removed, after its inbox was staged: cut its windows once, then True
+        (drop it) when every window is collected."""
+        if not runner.windows_cut:
+            runner.pipeline.close()
+            runner.windows_cut = True
+            return False
+        return not runner.pipeline.busy
 
     def wake(self) -> None:
         """Something arrived (bytes, a finished window): a tick is due."""
@@ -186,6 +219,7 @@ class Ingest:
         events: list = []
         owners: list[tuple[int, DevicePipeline]] = []  # (first index in ch.packages, pipeline)
         fresh: list[float] = []
+        retired: list[DeviceRunner] = []
         for runner in self.runners:
             start = len(ch.packages)
             inbox = runner.transport.inbox
@@ -196,12 +230,19 @@ class Ingest:
                 if events:
                     pipeline.stage(events, ch)
                     events = []
+            if runner.retiring is not None and self._retire(runner):
+                retired.append(runner)
             pipeline.collect(ch, MAX_PACKAGE_BYTES)
             if len(ch.packages) > start:
                 owners.append((start, pipeline))
             if pipeline.fresh:
                 fresh += pipeline.fresh
                 pipeline.fresh.clear()
+            if runner.retiring is not None and not runner.retiring.done():
+                self.wake()  # its windows are packaging: look again next tick
+        for runner in retired:
+            self.runners.remove(runner)
+            runner.retiring.set_result(None)
         self.counters["ticks"] += 1
         if ch:
             self.spool.write(ch).add_done_callback(lambda f, fresh=fresh, owners=owners: self._done(f, fresh, owners))

@@ -83,6 +83,14 @@ def setup(level: str = "INFO", fmt: str = "text", secrets: list[str] | None = No
     return handler
 
 
+def add_secrets(secrets: list[str]) -> None:
+    """Redact these too, from now on, in every handler set up here (a reloaded configuration's)."""
+    for handler in logging.getLogger().handlers:
+        fmt = getattr(handler, "formatter_", None) or handler.formatter
+        if isinstance(fmt, ServiceFormatter):
+            fmt.forms = sorted(set(fmt.forms) | set(secret_forms(secrets)), key=len, reverse=True)
+
+
 class RecentErrors(logging.Handler):
     """Keeps the last warnings and errors (redacted) for the status page."""
 

@@ -1278,6 +1278,11 @@ class AsyncSpool:
         """Call `listener` (on the loop) after each commit that added packages."""
         self._listeners.append(listener)
 
+    def off_commit(self, listener: Callable[[], None]) -> None:
+        """Stop calling `listener`."""
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
     async def commit(self, **parts: Any) -> int:
         """Write changes and wait until they are durable; return how many packages were new."""
         result = await self.write(Changes(**parts))

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import os
 import socket
+import time
 from collections.abc import Mapping
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,10 @@ class Notifier:
     def ready(self, status: str = "") -> bool:
         """READY=1: start-up is complete."""
         return self.send("READY=1", *([f"STATUS={status}"] if status else []))
+
+    def reloading(self) -> bool:
+        """RELOADING=1: the configuration is being read again (READY=1 follows)."""
+        return self.send("RELOADING=1", f"MONOTONIC_USEC={time.monotonic_ns() // 1000}", "STATUS=reloading")
 
     def stopping(self) -> bool:
         """STOPPING=1: shutting down."""

@@ -433,3 +433,108 @@ def test_a_taken_status_port_is_a_clear_startup_error(tmp_path):
     assert proc.returncode == 1
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert "cannot start" in lines[-1] and "address already in use" in lines[-1].lower(), proc.stderr
+
+
+def _reload_config(spool, kardia_url: str, devices: list[tuple[str, str, str, str]], hub_url: str | None = None,
+                   status_port: int = 0) -> str:
+    """A configuration of (name, pty, patient, uplinks) KardiaMobiles, and the hub uplink if hub_url."""
+    text = f"""
+[gateway]
+drain_on_stop = 0
+
+[spool]
+path = "{spool}"
+
+[status]
+listen = "127.0.0.1:{status_port}"
+
+[uplinks.kardia]
+type = "kardia"
+base_url = "{kardia_url}"
+api_key_env = "CHAIN_KARDIA_KEY"
+"""
+    if hub_url:
+        text += f'\n[uplinks.hub]\ntype = "humanapi"\nbase_url = "{hub_url}"\ntoken = "{HUB_TOKEN}"\n'
+    for name, pty, patient, uplinks in devices:
+        text += (f'\n[[devices]]\nname = "{name}"\ndriver = "kardiamobile"\ntransport = "serial://{pty}"\n'
+                 f'uplinks = {uplinks}\npatient_id = "{patient}"\nrecording_seconds = 3\n')
+    return text
+
+
+def _covered_prefix(sent: np.ndarray, records: list[np.ndarray]) -> int:
+    """How many of the first samples sent the records hold, each exactly once and in one unbroken run."""
+    check = reconcile(sent, records)
+    assert (check.duplicates, check.unmatched) == (0, 0), check.as_dict()
+    covered = np.zeros(len(sent), dtype=bool)
+    for pos, rec in zip(check.positions, records):
+        covered[pos:pos + len(rec)] = True
+    held = int(np.argmin(covered)) if not covered.all() else len(sent)
+    assert not covered[held:].any(), "a hole in what was delivered"
+    return held
+
+
+def test_sighup_reloads_devices_and_uplinks_and_refuses_an_invalid_file(tmp_path):
+    """SIGHUP: a device and an uplink are added while the first device streams on; an invalid file
+    changes nothing and says why; a removed device's partial window is packaged and delivered.
+    Every sample each device sent while configured arrives exactly once."""
+    with BackgroundServer(build_app(tmp_path / "cloud", Credentials([API_KEY], humanapi_tokens=[HUB_TOKEN]))) as server:
+        url, hub = server.url + "/kardia", server.url + "/humanapi"
+        p1 = create_patient(url)
+        p2 = httpx.post(url + "/v1/patients", auth=(API_KEY, ""),
+                        data={"mrn": "RELOAD-2", "dob": "1970-01-01", "email": "r2@example.com"}).json()["id"]
+        sim1 = start_simulator(duration=600, speed=1.0, seed=31, link=tmp_path / "k1.pty")
+        sim2 = start_simulator(duration=600, speed=1.0, seed=32, link=tmp_path / "k2.pty")
+        port = free_port()
+        status = f"http://127.0.0.1:{port}/api/status"
+        cfg = tmp_path / "gateway.toml"
+        one = [("kardia-1", str(tmp_path / "k1.pty"), p1, '["kardia"]')]
+        two = one + [("kardia-2", str(tmp_path / "k2.pty"), p2, '["kardia", "hub"]')]
+        cfg.write_text(_reload_config(tmp_path / "spool.db", url, one, status_port=port))
+        env = {**os.environ, "CHAIN_KARDIA_KEY": API_KEY}
+        log_path = tmp_path / "gateway.log"
+        gw = subprocess.Popen([PY, "-m", "gateway", "run", "--config", str(cfg)], env=env,
+                              stdout=open(log_path, "w"), stderr=subprocess.STDOUT)
+        try:
+            wait_for(lambda: len(recordings(url, p1)) >= 1, 60, "kardia-1's first recording")
+            cfg.write_text(_reload_config(tmp_path / "spool.db", url, two, hub_url=hub, status_port=port))
+            gw.send_signal(signal.SIGHUP)
+            wait_for(lambda: len(recordings(url, p2)) >= 2, 60, "recordings of the device added by the reload")
+            wait_for(lambda: httpx.get(hub + "/v1/human/ecg", headers={"Authorization": f"Bearer {HUB_TOKEN}"})
+                     .json(), 60, "the hub uplink added by the reload")
+            assert [d["name"] for d in httpx.get(status).json()["devices"]] == ["kardia-1", "kardia-2"]
+
+            cfg.write_text('[spool]\npath = "x.db"\n')  # no devices: invalid
+            gw.send_signal(signal.SIGHUP)
+            wait_for(lambda: "reload refused" in log_path.read_text(), 30, "the refused reload's log line")
+            assert "configure at least one [[devices]]" in log_path.read_text()
+            assert gw.poll() is None and len(httpx.get(status).json()["devices"]) == 2
+
+            before = len(recordings(url, p1))
+            cfg.write_text(_reload_config(tmp_path / "spool.db", url, two[1:], hub_url=hub, status_port=port))
+            sent_at_hup = len(sim1.frames) * 25
+            gw.send_signal(signal.SIGHUP)
+            wait_for(lambda: [d["name"] for d in httpx.get(status).json()["devices"]] == ["kardia-2"], 60,
+                     "kardia-1 removed")
+            wait_for(lambda: len(recordings(url, p1)) > before, 60, "kardia-1's last, partial recording")
+            sim1.stop.set()
+            wait_for(lambda: len(recordings(url, p2)) >= 4, 60, "kardia-2 streaming on after the removal")
+            sim2.stop.set()
+            gw.send_signal(signal.SIGTERM)
+            assert gw.wait(60) == 0
+        finally:
+            if gw.poll() is None:
+                gw.kill()
+            for sim in (sim1, sim2):
+                sim.stop.set()
+                sim.join()
+                sim.port.close()
+        rec1 = [np.array(r["data"]["raw"]["samples"]["leadI"]) for r in recordings(url, p1)]
+        rec2 = [np.array(r["data"]["raw"]["samples"]["leadI"]) for r in recordings(url, p2)]
+    log_text = log_path.read_text()
+    assert "Traceback" not in log_text
+    # kardia-1: everything it sent until its removal, then its cut window, nothing twice.
+    assert _covered_prefix(sim1.sent, rec1) >= sent_at_hup - 300
+    assert all(len(r) == 900 for r in rec1[:-1]) and len(rec1[-1]) < 900
+    # kardia-2, unchanged by the last reload: from its first sample on, recordings of 900 samples.
+    assert _covered_prefix(sim2.sent, rec2) >= 4 * 900 and all(len(r) == 900 for r in rec2[:4])
+    assert "configuration reloaded" in log_text and log_text.count("configuration reloaded") == 2
