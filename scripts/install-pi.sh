@@ -7,12 +7,16 @@
 #                                         # starting the units then runs the whole chain on the Pi
 #   sudo scripts/install-pi.sh --start    # also (re)start the units now
 #
-# Options for image builders and tests: --root DIR installs into DIR as if it were /, and skips
-# user creation and systemctl; --python PY picks the interpreter (3.11 or newer).
+# Options for image builders and tests: --root DIR stages an installation in DIR that works once
+# DIR is copied to / (the virtual environment's scripts name /opt/wearable-gateway/venv, not DIR;
+# the same Python must be at the same path in the image); it creates no user and runs no
+# systemctl: sysusers.d creates the user and its groups at the image's first boot.
+# --python PY picks the interpreter (3.11 or newer).
 #
 # What it does:
 #   /opt/wearable-gateway/venv         a virtual environment with the project installed
-#   user wearable-gateway              a system user in the dialout (serial) and bluetooth groups
+#   user wearable-gateway              a system user in the dialout (serial) and bluetooth groups,
+#                                      created with any missing group (/usr/lib/sysusers.d/wearable-gateway.conf)
 #   /etc/wearable-gateway/gateway.toml the configuration (kept if it exists)
 #   /etc/wearable-gateway/env          credentials as environment variables, mode 0640 (kept if it exists)
 #   /var/lib/wearable-gateway          the spool, owned by the service user, mode 0750
@@ -30,7 +34,7 @@ while [ $# -gt 0 ]; do
         --start) start=1 ;;
         --root) root="${2%/}"; shift ;;
         --python) python="$2"; shift ;;
-        -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
         *) echo "install-pi.sh: unknown option $1 (try --help)" >&2; exit 2 ;;
     esac
     shift
@@ -50,19 +54,25 @@ fi
 "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' || {
     echo "install-pi.sh: $python is older than Python 3.11" >&2; exit 2; }
 
-# 1. The service user, in the groups that own serial ports and BlueZ's D-Bus access.
+# 1. The service user and the groups the unit names (SupplementaryGroups=dialout bluetooth): a
+#    group missing on this machine (no BlueZ installed yet) is created, or systemd would refuse to
+#    start the unit. Declared for systemd-sysusers too, so a staged image gets them at first boot.
+sysusers="$root/usr/lib/sysusers.d"
+mkdir -p "$sysusers"
+install -m 0644 "$src/packaging/systemd/wearable-gateway.sysusers" "$sysusers/wearable-gateway.conf"
 if [ -z "$root" ]; then
-    if ! id "$user" >/dev/null 2>&1; then
-        useradd --system --home-dir /var/lib/wearable-gateway --no-create-home --shell /usr/sbin/nologin "$user"
-        say "created system user $user"
-    fi
-    for group in dialout bluetooth; do
-        if getent group "$group" >/dev/null; then
-            usermod -a -G "$group" "$user"
-        else
-            say "no $group group on this machine; $user not added to it"
+    if command -v systemd-sysusers >/dev/null 2>&1 && systemd-sysusers "$sysusers/wearable-gateway.conf"; then
+        :
+    else  # no systemd-sysusers: the same by hand
+        for group in dialout bluetooth; do
+            getent group "$group" >/dev/null || { groupadd --system "$group"; say "created group $group"; }
+        done
+        if ! id "$user" >/dev/null 2>&1; then
+            useradd --system --home-dir /var/lib/wearable-gateway --no-create-home --shell /usr/sbin/nologin "$user"
         fi
-    done
+        usermod -a -G dialout,bluetooth "$user"
+    fi
+    id "$user" >/dev/null 2>&1 && say "user $user: $(id -nG "$user")"
 fi
 
 # 2. The virtual environment and the project (an upgrade when run again).
@@ -70,7 +80,12 @@ mkdir -p "$opt"
 [ -x "$opt/venv/bin/python" ] || "$python" -m venv "$opt/venv"
 "$opt/venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade "$src"
 cp "$src/README.md" "$opt/README.md"
-say "installed $("$opt/venv/bin/wearable-gateway" --version) into $opt/venv"
+say "installed $("$opt/venv/bin/python" -m gateway --version) into $opt/venv"
+if [ -n "$root" ]; then
+    # A venv names its own path in its scripts (#!DIR/opt/...): point them where the copy will be.
+    grep -rlI --null -F "$opt/venv" "$opt/venv/bin" | xargs -0 -r sed -i "s|$opt/venv|/opt/wearable-gateway/venv|g"
+    say "scripts in $opt/venv/bin point to /opt/wearable-gateway/venv (copy $root to / to use them)"
+fi
 
 # 3. Configuration and credentials: written once, never overwritten.
 mkdir -p "$etc"

@@ -54,16 +54,26 @@ def test_installer_lays_out_the_service_and_is_idempotent(staged):
     assert stat.S_IMODE((stage / "var/lib/wearable-gateway").stat().st_mode) == 0o750
     for unit in UNITS:
         assert (stage / "etc/systemd/system" / unit).read_text() == (ROOT / "packaging/systemd" / unit).read_text()
-    check = subprocess.run([str(venv_bin / "wearable-gateway"), "check-config", str(etc / "gateway.toml")],
+    check = subprocess.run([str(venv_bin / "python"), "-m", "gateway", "check-config", str(etc / "gateway.toml")],
                            capture_output=True, text=True, timeout=60)
     assert check.returncode == 0 and "kardia-demo" in check.stdout, check.stderr
+    # Copied to /, the scripts must find their interpreter there, not in the staging folder.
+    for name in ("wearable-gateway", "wearable-sim"):
+        first = (venv_bin / name).read_text().splitlines()[0]
+        assert first == "#!/opt/wearable-gateway/venv/bin/python", first
+    assert not any(str(stage) in f.read_text(errors="replace") for f in venv_bin.iterdir()
+                   if f.is_file() and not f.is_symlink())
+    sysusers = (stage / "usr/lib/sysusers.d/wearable-gateway.conf").read_text().splitlines()
+    for line in ("g dialout -", "g bluetooth -", "m wearable-gateway dialout", "m wearable-gateway bluetooth"):
+        assert line in sysusers, line
 
 
 def test_gateway_unit_is_a_sandboxed_notify_service():
     unit = (ROOT / "packaging/systemd/wearable-gateway.service").read_text()
     for line in ("Type=notify", "WatchdogSec=30", "Restart=on-failure", "ProtectSystem=strict",
                  "ReadWritePaths=/var/lib/wearable-gateway", "NoNewPrivileges=true", "SupplementaryGroups=dialout bluetooth",
-                 "DeviceAllow=char-ttyUSB rw", "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK"):
+                 "DeviceAllow=char-ttyUSB rw", "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK",
+                 "ExecReload=/bin/kill -HUP $MAINPID"):
         assert line in unit.splitlines(), line
 
 
@@ -86,8 +96,15 @@ def test_units_pass_systemd_analyze_verify(staged, tmp_path):
 
 
 def _exec_start(unit_text: str) -> list[str]:
+    """The unit's command; a staged venv script runs as `venv/bin/python -m ...` (the script itself
+    names /opt/wearable-gateway/venv/bin/python, where the staged folder will be copied)."""
     (line,) = [x for x in unit_text.splitlines() if x.startswith("ExecStart=")]
-    return shlex.split(line.split("=", 1)[1])
+    argv = shlex.split(line.split("=", 1)[1])
+    program = Path(argv[0])
+    modules = {"wearable-gateway": "gateway", "wearable-sim": "simulators"}
+    if program.name in modules and program.parent.name == "bin":
+        return [str(program.parent / "python"), "-m", modules[program.name], *argv[1:]]
+    return argv
 
 
 def test_demo_units_run_the_whole_chain(staged, tmp_path):
