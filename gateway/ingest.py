@@ -68,6 +68,8 @@ class DeviceRunner:
         """Link state, counters and streams."""
         return {"name": self.config.name, "driver": self.config.driver, "transport": self.transport.address,
                 "connected": self.transport.connected, "last_data": self.last_data,
+                "down_reason": None if self.transport.connected else getattr(self.transport, "down_reason", None),
+                "last_analysis": self.pipeline.last_analysis,
                 "bad_frames": bad_frames(self.driver.counters),
                 "transport_counters": dict(self.transport.counters), "driver_counters": dict(self.driver.counters),
                 "pipeline_counters": dict(self.pipeline.counters), "streams": self.pipeline.status()}

@@ -94,6 +94,7 @@ class DevicePipeline:
         self.counters: Counter[str] = Counter()
         self.fresh: list[float] = []  # time of the oldest sample of each journal row staged since taken
         self.on_change: Callable[[], None] | None = None  # a window finished packaging
+        self.last_analysis: dict | None = None  # the last analysed recording's heart rate and determination
         self._dirty: set[StreamId] = set()
 
     # -- staging, at every tick -------------------------------------------------------------
@@ -133,6 +134,9 @@ class DevicePipeline:
                             break
                         ch.packages.append(job.package)
                         ch.package_bytes += len(job.package.body)
+                        if job.package.summary is not None:
+                            self.last_analysis = {**job.package.summary, "recorded_at": job.package.sample_time,
+                                                  "seconds": (job.package.end - job.package.first) / st.fs}
                         self.counters["packages"] += 1  # less duplicates, once committed
                     else:
                         self.counters["empty_windows"] += 1

@@ -180,6 +180,7 @@ class Package:
     content_type: str
     body: bytes
     evictable: bool = False  # a waveform that may give way at the size cap; events never do
+    summary: dict | None = None  # what the analysis found (heart_rate, determination), for status; not stored
 
 
 @dataclass

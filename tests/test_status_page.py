@@ -7,6 +7,7 @@ link up and an ECG trace that moves. WG_SCREENSHOT=path saves a screenshot (the 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -63,9 +64,24 @@ def test_status_page_shows_the_device_and_a_moving_trace(tmp_path):
                 second_png = page.evaluate("document.querySelector('section.device canvas').toDataURL()")
                 header = device.inner_text()
                 wait_for(lambda: "hub" in page.inner_text("#uplinks"), 10, "the uplink table")
+                # A recording analysed and uploaded: its heart rate and determination (5 s: too short
+                # for a rhythm) and the upload show on the device.
+                page.wait_for_function("/last recording: \\d+ bpm, too_short/.test("
+                                       "document.querySelector('section.device .analysis').textContent)",
+                                       timeout=60_000)
+                page.wait_for_function("!/never/.test(document.querySelector('section.device .last-upload')"
+                                       ".textContent)", timeout=60_000)
+                healthy = page.inner_text("#health")
+                kardia_state = page.get_attribute('#uplinks tr[data-uplink="kardia"]', "data-state")
                 if os.environ.get("WG_SCREENSHOT"):
-                    time.sleep(5.5)  # let a recording or two be sent, for a page with numbers in it
                     page.screenshot(path=os.environ["WG_SCREENSHOT"], full_page=True)
+                sim.stop.set()  # the device goes away: the health line says which and why
+                sim.join()
+                sim.port.close()
+                page.wait_for_selector('section.device[data-device="kardia-1"][data-link="down"]', timeout=30_000)
+                page.wait_for_selector("#health.problem", timeout=10_000)
+                unhealthy = page.inner_text("#health")
+                down_reason = page.inner_text("section.device .down-reason")
                 browser.close()
         finally:
             gw.terminate()
@@ -76,6 +92,10 @@ def test_status_page_shows_the_device_and_a_moving_trace(tmp_path):
     assert "kardia-1" in header and "up" in header and "0 bad frames" in header
     assert second_end - first_end >= 0.5  # the trace follows the live stream (1.5 s passed)
     assert first_png != second_png  # and the drawing changed
+    assert healthy.startswith("all well") and kardia_state == "ok"
+    # The port vanished: the link was lost, and each reopening since fails (the latest reason shows).
+    assert re.search(r"device kardia-1 is down: (link lost|cannot open \(No such file)", unhealthy), unhealthy
+    assert down_reason in unhealthy
 
 
 def _answers(url: str) -> bool:

@@ -50,7 +50,10 @@ class HubEcgPackager(TimedPackager):
                                          idempotency_key(stream, first, first + len(samples)),
                                          duration=round(len(samples) / fs, 3), sampleRate=fs, leadCount=1,
                                          heartRate=hr, determination=determination)
-        return self._package(stream, first, len(samples), start_time, body)
+        package = self._package(stream, first, len(samples), start_time, body)
+        if analyse:
+            package.summary = {"heart_rate": hr, "determination": determination}
+        return package
 
 
 class HubVitalsPackager(TimedPackager):

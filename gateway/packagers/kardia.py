@@ -46,4 +46,7 @@ class KardiaRecordingPackager(TimedPackager):
             self.patient_id, kardia.format_time(start_time, self.tz), frequency=fs, mains_frequency=mains,
             amplitude_resolution=info.extra["amplitude_resolution"], samples=samples,
             heart_rate=hr, determination=determination, enhanced=enhanced)
-        return self._package(stream, first, len(samples), start_time, body)
+        package = self._package(stream, first, len(samples), start_time, body)
+        if analyse:
+            package.summary = {"heart_rate": hr, "determination": determination}
+        return package

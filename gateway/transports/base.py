@@ -102,6 +102,7 @@ class Transport(ABC):
     def __init__(self) -> None:
         self.counters: Counter[str] = Counter()
         self.connected = False
+        self.down_reason: str | None = "not connected yet"  # why the link is down, for the status page
         self.inbox = Inbox()
 
     @property

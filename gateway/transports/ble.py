@@ -145,6 +145,7 @@ class BleTransport(Transport):
                 self._client = await self._connect(queue)
             except (BleakError, asyncio.TimeoutError, OSError, EOFError) as exc:
                 self.counters["connect_failures"] += 1
+                self.down_reason = f"cannot connect ({exc})"
                 failing += 1
                 log.log(logging.WARNING if failing == 1 else logging.DEBUG,
                         "%s: cannot connect (%s); retrying in up to %.1f s", self.address, exc, delay)
@@ -157,6 +158,7 @@ class BleTransport(Transport):
                 warnings.simplefilter("ignore")
                 self.mtu = self._client.mtu_size
             self.connected = True
+            self.down_reason = None
             log.info("%s: connected (ATT MTU %s), notifications on %s", self.address, self.mtu,
                      ", ".join(self.characteristics))
             self.inbox.put(LINK_UP)
@@ -198,11 +200,13 @@ class BleTransport(Transport):
                         return
                     self.counters["silent_timeouts"] += 1
                     self.counters["link_losses"] += 1
+                    self.down_reason = f"connected but silent for {self.silent_s:.0f} s"
                     log.warning("%s: connected but silent for %.0f s; reconnecting", self.address, self.silent_s)
                     return
                 item = getter.result()
                 if item is _LOST:
                     self.counters["link_losses"] += 1
+                    self.down_reason = "disconnected"
                     log.warning("%s: disconnected", self.address)
                     return
                 yield item

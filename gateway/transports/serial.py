@@ -111,6 +111,7 @@ class SerialTransport(Transport):
             self._fd = fd
             self.counters["opens"] += 1
             self.connected = True
+            self.down_reason = None
             opened, before = time.monotonic(), self.counters["bytes"]
             if not self._failing:
                 log.info("%s: open", self.address)
@@ -125,6 +126,7 @@ class SerialTransport(Transport):
             reason = self._lost.result() if self._lost.done() else None
             if reason is None:  # closed: what the kernel already holds for us still goes up
                 self._drain_now()
+                self.down_reason = "closed"
             self._release()
             self.inbox.put(LINK_DOWN)
             if reason is None:
@@ -140,6 +142,7 @@ class SerialTransport(Transport):
     def _outage(self, what: str) -> None:
         """One log line when an outage starts; the failed attempts after it are counted, not logged."""
         self._failures += 1
+        self.down_reason = what
         if not self._failing:
             self._failing = True
             log.warning("%s: %s; reopening with backoff up to %.0f s", self.address, what, self.backoff_max)

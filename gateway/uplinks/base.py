@@ -114,6 +114,7 @@ class Uplink(ABC):
         self.last_error: str | None = None
         self.resume_at = 0.0
         self.paused_on_credentials = False  # the last pause came from refused credentials
+        self.last_ok_by_stream: dict[str, float] = {}  # stream key -> time of its last accepted upload
         self.auth: httpx.Auth | None = None
         self.on_ack: Callable[[float], None] | None = None  # age (s) of an acknowledged package's first sample
         self._wake = asyncio.Event()
@@ -203,6 +204,7 @@ class Uplink(ABC):
             if self.is_replay(response):
                 self.counters["replayed"] += 1
             self.last_ok = time.time()
+            self.last_ok_by_stream[package.stream] = self.last_ok
             self.paused_on_credentials = False
             if self.on_ack:
                 self.on_ack(self.last_ok - package.sample_time)

@@ -143,10 +143,13 @@ class PtyPort(Port):
         if self.link and self.link.is_symlink() and os.readlink(self.link) == self.tty_path:
             self.link.unlink()
         for fd in (self.master, self._slave):
+            if fd < 0:
+                continue
             try:
                 os.close(fd)
             except OSError:
                 pass
+        self.master = self._slave = -1  # a second close() must not close a descriptor reused meanwhile
 
 
 class SerialPort(Port):
