@@ -53,7 +53,15 @@ def _run(args: argparse.Namespace) -> int:
 
     config = _load_config(args.config)
     if config is None:
-        return 2
+        path = args.config or default_config()
+        if args.on_invalid_config == "exit" or not os.path.exists(path):
+            return 2
+        # The page says what is wrong (when the [status] table itself is valid) until a fixed file
+        # and a SIGHUP start the gateway; SIGTERM ends it.
+        logs.setup(args.log_level or "INFO", args.log_format or "text")
+        config = asyncio.run(daemon.serve_config_error(path))
+        if config is None:
+            return 2
     logs.setup(args.log_level or config.log_level, args.log_format or config.log_format, config.secrets())
     import sqlite3
 
@@ -186,6 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--config", help=f"TOML configuration file (default: {DEFAULT_CONFIG})")
     run.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     run.add_argument("--log-format", choices=("text", "json"), help="one line per event as text or JSON")
+    run.add_argument("--on-invalid-config", choices=("exit", "serve"), default="exit",
+                     help="exit (2, the default), or serve the file's errors on the status page until it is fixed"
+                          " and SIGHUP starts the gateway (what the systemd unit does)")
     run.set_defaults(func=_run)
 
     st = _command(sub, "status", "ask the running daemon how it is doing")

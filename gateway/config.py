@@ -91,6 +91,20 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LOG_FORMATS = ("text", "json")
 DEFAULT_STATUS_LISTEN = "127.0.0.1:8765"
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+# Every key each table takes (docs/configuration.md describes each; a test checks it does).
+TOP_KEYS = ("gateway", "spool", "status", "uplinks", "devices")
+GATEWAY_KEYS = ("timezone", "log_level", "log_format", "drain_on_stop", "packaging", "packaging_timeout")
+SPOOL_KEYS = ("path", "sync", "journal_interval", "commit_interval", "max_mb", "ram_mb")
+STATUS_KEYS = ("enabled", "listen", "password", "password_env")
+DEVICE_KEYS = ("name", "driver", "transport", "uplinks", "patient_id", "recording_seconds")
+UPLINK_KEYS = ("type", "base_url", "timeout", "in_flight")
+
+
+def uplink_keys(utype: str | None) -> tuple[str, ...]:
+    """The keys an uplink of this type takes: the common ones, its credential, its extra settings."""
+    cred = CREDENTIAL.get(utype or "", "api_key")
+    plain, secrets = EXTRA.get(utype or "", ((), ()))
+    return (*UPLINK_KEYS, cred, f"{cred}_env", *plain, *secrets, *(f"{n}_env" for n in secrets))
 
 
 class ConfigError(ValueError):
@@ -249,16 +263,27 @@ def load(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
     return parse(data, path.parent, env, source=str(path))
 
 
+def load_status(path: str | Path, env: Mapping[str, str] | None = None) -> StatusConfig | None:
+    """The [status] table of a file whose rest may be invalid (to show its errors on the page);
+    None if even that table (or the TOML) is invalid."""
+    try:
+        data = tomllib.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return None
+    c = _Checker()
+    status = _status(c, c.table(data, "status", "status", required=False), os.environ if env is None else env)
+    return None if c.errors else status
+
+
 def parse(data: Mapping[str, Any], base_dir: Path, env: Mapping[str, str] | None = None,
           source: str = "<memory>") -> Config:
     """Validate an already-parsed configuration; relative paths resolve against base_dir."""
     env = os.environ if env is None else env
     c = _Checker()
-    c.unknown(data, {"gateway", "spool", "uplinks", "devices", "status"}, "")
+    c.unknown(data, set(TOP_KEYS), "")
 
     gw = c.table(data, "gateway", "gateway", required=False)
-    c.unknown(gw, {"timezone", "log_level", "log_format", "drain_on_stop", "packaging", "packaging_timeout"},
-              "gateway")
+    c.unknown(gw, set(GATEWAY_KEYS), "gateway")
     tz = None
     tz_name = c.string(gw, "timezone", "gateway", required=False)
     if tz_name:
@@ -273,7 +298,7 @@ def parse(data: Mapping[str, Any], base_dir: Path, env: Mapping[str, str] | None
     packaging_timeout = c.number(gw, "packaging_timeout", "gateway", 60.0, 1.0, 3600.0)
 
     sp = c.table(data, "spool", "spool")
-    c.unknown(sp, {"path", "sync", "journal_interval", "commit_interval", "max_mb", "ram_mb"}, "spool")
+    c.unknown(sp, set(SPOOL_KEYS), "spool")
     spool_path = c.string(sp, "path", "spool") or "spool.db"
     journal_interval = c.number(sp, "journal_interval", "spool", 1.0, 0.05, 60.0)
     commit_interval = c.number(sp, "commit_interval", "spool", min(0.2, journal_interval / 2), 0.02, 60.0)
@@ -300,8 +325,7 @@ def parse(data: Mapping[str, Any], base_dir: Path, env: Mapping[str, str] | None
             c.err(path, "name must be letters, digits, '.', '_' or '-'")
         cred = CREDENTIAL.get(up.get("type"), "api_key")
         plain, secret_names = EXTRA.get(up.get("type"), ((), ()))
-        c.unknown(up, {"type", "base_url", cred, f"{cred}_env", "timeout", "in_flight", *plain, *secret_names,
-                       *(f"{n}_env" for n in secret_names)}, path)
+        c.unknown(up, set(uplink_keys(up.get("type"))), path)
         utype = c.choice(up, "type", path, UPLINK_TYPES, UPLINK_TYPES[0]) if "type" in up else None
         if utype is None:
             c.err(f"{path}.type", f"missing (one of {', '.join(UPLINK_TYPES)})")
@@ -329,7 +353,7 @@ def parse(data: Mapping[str, Any], base_dir: Path, env: Mapping[str, str] | None
         if not isinstance(dev, dict):
             c.err(path, "must be a table")
             continue
-        c.unknown(dev, {"name", "driver", "transport", "uplinks", "patient_id", "recording_seconds"}, path)
+        c.unknown(dev, set(DEVICE_KEYS), path)
         name = c.string(dev, "name", path) or f"device-{i}"
         if name in names:
             c.err(f"{path}.name", f"duplicate device name {name!r}")
@@ -380,7 +404,7 @@ def parse(data: Mapping[str, Any], base_dir: Path, env: Mapping[str, str] | None
 
 def _status(c: _Checker, st: Mapping[str, Any], env: Mapping[str, str]) -> StatusConfig:
     """The [status] table: where the status server listens and, off loopback, its password."""
-    c.unknown(st, {"enabled", "listen", "password", "password_env"}, "status")
+    c.unknown(st, set(STATUS_KEYS), "status")
     enabled = st.get("enabled", True)
     if not isinstance(enabled, bool):
         c.err("status.enabled", "must be true or false")

@@ -33,7 +33,7 @@ from gateway.packagers.up import UpCardiacEventPackager
 from gateway.packagers.worker import PackagingWorker
 from gateway.pipeline import DevicePipeline
 from gateway.spool import AsyncSpool, SpoolFull
-from gateway.status.server import StatusServer
+from gateway.status.server import StatusServer, build_error_app
 from gateway.systemd import Notifier
 from gateway.transports import open_transport
 from gateway.uplinks.base import Uplink
@@ -407,7 +407,12 @@ class Gateway:
             spool["held_in_ram_bytes"] = self.spool.pending_bytes
             spool["full"] = self.spool.full
             spool["writer"] = dict(self.spool.counters)
-        return {"devices": [r.status() for r in self.devices],
+        devices = [r.status() for r in self.devices]
+        for d, r in zip(devices, self.devices):  # the last accepted upload of any of its streams, by any uplink
+            keys = {s["stream"] for s in d["streams"]} | set(r.pipeline.known)
+            times = [t for u in self.uplinks.values() for k in keys if (t := u.last_ok_by_stream.get(k))]
+            d["last_upload"] = max(times, default=None)
+        return {"devices": devices,
                 "uplinks": [u.status() for u in self.uplinks.values()], "spool": spool,
                 "packaging": {"mode": self.worker.mode, "pending": self.worker.pending,
                               **dict(self.worker.counters)},
@@ -417,6 +422,53 @@ class Gateway:
         """status() plus version, uptime and the recent warnings and errors (the status page's data)."""
         return {"version": __version__, "started_at": self.started_at, "uptime_s": time.time() - self.started_at,
                 **(await self.status()), "errors": list(self.errors.items)}
+
+
+async def serve_config_error(path: str, notifier: Notifier | None = None) -> Config | None:
+    """The file is invalid: serve its errors on the status address (when its [status] table is
+    valid) until it is fixed and SIGHUP comes (return the new Config) or SIGTERM/SIGINT (None)."""
+    import signal
+
+    from gateway.config import ConfigError, load, load_status
+
+    status = load_status(path)
+    if status is None or not status.enabled:
+        return None
+    try:
+        return load(path)  # fixed meanwhile
+    except ConfigError as exc:
+        errors = exc.errors
+    notifier = notifier or Notifier()
+    loop = asyncio.get_running_loop()
+    events: asyncio.Queue = asyncio.Queue()
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        loop.add_signal_handler(sig, events.put_nowait, sig)
+    server = StatusServer(None, status.host, status.port, status.password,
+                          app=build_error_app(path, errors, status.password))  # it shows `errors` as they change
+    try:
+        try:
+            await server.start()
+        except OSError as exc:
+            log.error("invalid configuration %s, and its status address cannot be served (%s)", path, exc)
+            return None
+        while True:
+            log.error("invalid configuration %s (%d problem(s)): %s; its errors are on the status page; fix it"
+                      " and reload (SIGHUP)", path, len(errors), "; ".join(errors))
+            notifier.ready(f"invalid configuration: {errors[0]}")
+            if await events.get() != signal.SIGHUP:
+                return None
+            try:
+                config = load(path)
+            except ConfigError as exc:
+                errors[:] = exc.errors
+                continue
+            log.info("configuration %s is valid now: starting", path)
+            return config
+    finally:
+        await server.stop()
+        notifier.close()
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
 
 
 GIL_SWITCH_S = 0.001  # the spool's threads take the GIL back within 1 ms of the loop's work, not 5

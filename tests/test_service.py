@@ -538,3 +538,54 @@ def test_sighup_reloads_devices_and_uplinks_and_refuses_an_invalid_file(tmp_path
     # kardia-2, unchanged by the last reload: from its first sample on, recordings of 900 samples.
     assert _covered_prefix(sim2.sent, rec2) >= 4 * 900 and all(len(r) == 900 for r in rec2[:4])
     assert "configuration reloaded" in log_text and log_text.count("configuration reloaded") == 2
+
+
+def test_an_invalid_configuration_is_served_on_the_page_until_a_reload_fixes_it(tmp_path):
+    """`run --on-invalid-config serve` (the unit's way): the status address shows every error of the
+    file; a SIGHUP with the file still invalid shows the new errors; once it is valid, a SIGHUP starts
+    the gateway on it (its device shows on the same address, down, with why)."""
+    port = free_port()
+    cfg = tmp_path / "gateway.toml"
+    status_table = f'[status]\nlisten = "127.0.0.1:{port}"\n'
+    cfg.write_text(status_table + '[spool]\npath = "spool.db"\n')  # no devices, no uplinks
+    log_path = tmp_path / "gateway.log"
+    gw = subprocess.Popen([PY, "-m", "gateway", "run", "--config", str(cfg), "--on-invalid-config", "serve"],
+                          env={**os.environ, "CHAIN_KARDIA_KEY": API_KEY}, stdout=open(log_path, "w"),
+                          stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: _get_json(base + "/api/status") is not None, 60, "the status address")
+        first = _get_json(base + "/api/status")["config_error"]
+        page = httpx.get(base + "/").text
+        metrics = httpx.get(base + "/metrics").text
+        cfg.write_text(status_table + '[spool]\npath = "spool.db"\nsync = "sometimes"\n')
+        gw.send_signal(signal.SIGHUP)
+        wait_for(lambda: any("sync" in e for e in _get_json(base + "/api/status")["config_error"]["errors"]), 30,
+                 "the new errors after a reload of a still invalid file")
+        assert gw.poll() is None
+        cfg.write_text(_reload_config(tmp_path / "spool.db", "http://127.0.0.1:9/kardia",
+                                      [("kardia-1", str(tmp_path / "absent-port"), "patient", '["kardia"]')],
+                                      status_port=port))
+        gw.send_signal(signal.SIGHUP)
+        wait_for(lambda: (_get_json(base + "/api/status") or {}).get("devices"), 60, "the gateway started")
+        (dev,) = _get_json(base + "/api/status")["devices"]
+        gw.send_signal(signal.SIGTERM)
+        code = gw.wait(60)
+    finally:
+        if gw.poll() is None:
+            gw.kill()
+    assert str(cfg) == first["source"]
+    assert "configure at least one [[devices]] entry" in " ".join(first["errors"])
+    assert "configure at least one [[devices]] entry" in page and "invalid configuration" in page
+    assert "wg_config_valid 0.0" in metrics
+    assert dev["name"] == "kardia-1" and not dev["connected"] and "cannot open" in dev["down_reason"]
+    assert code == 0
+    assert "Traceback" not in log_path.read_text()
+
+
+def _get_json(url: str):
+    try:
+        r = httpx.get(url, timeout=2)
+        return r.json() if r.status_code == 200 else None
+    except httpx.HTTPError:
+        return None

@@ -5,6 +5,9 @@ Routes (all behind HTTP Basic auth when a password is configured; any user name)
 - `GET /api/status`         devices, link state, last data, spool backlog, uplink health, recent errors
 - `GET /api/trace?device=`  the newest seconds of a device's ECG from the ring buffer
 - `GET /metrics`            Prometheus exposition (gateway/metrics.py)
+
+While the configuration is invalid (at start, when its [status] table is valid), the same
+address serves the file's errors instead (`build_error_app`).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import html
 import logging
 import socket
 from importlib import resources
@@ -90,6 +94,44 @@ def build_app(gateway: Gateway, password: str | None = None) -> Starlette:
     return Starlette(routes=routes)
 
 
+def build_error_app(source: str, errors: list[str], password: str | None = None) -> Starlette:
+    """What the status server shows while the configuration is invalid: the file and its errors."""
+    def guard(handler):
+        async def wrapped(request: Request) -> Response:
+            if not _authorised(request, password):
+                return Response("authentication required\n", 401,
+                                headers={"WWW-Authenticate": 'Basic realm="wearable-gateway", charset="UTF-8"'})
+            return await handler(request)
+        return wrapped
+
+    async def index(request: Request) -> Response:
+        items = "".join(f"<li>{html.escape(e)}</li>" for e in errors)
+        return HTMLResponse(
+            f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>wearable-gateway</title></head>"
+            f"<body style='font: 14px/1.4 system-ui, sans-serif; margin: 1.2em'><h1>wearable-gateway</h1>"
+            f"<div id='health' class='problem' style='background:#ffebee;color:#b71c1c;padding:.5em 1em'>"
+            f"<b>invalid configuration {html.escape(source)}</b>: no device is read until it is fixed"
+            f"<ul id='config-errors'>{items}</ul></div><p>Fix the file, then <code>systemctl reload"
+            f" wearable-gateway</code> (or send SIGHUP): the gateway starts with it. <code>wearable-gateway"
+            f" check-config {html.escape(source)}</code> lists the same.</p></body></html>",
+            headers={"Cache-Control": "no-store"})
+
+    async def status(request: Request) -> Response:
+        return JSONResponse({"config_error": {"source": source, "errors": errors}, "devices": [], "uplinks": []})
+
+    async def metrics(request: Request) -> Response:
+        from gateway import __version__
+
+        text = (f'# HELP wg_config_valid 1 when the configuration is valid and the gateway runs\n'
+                f'# TYPE wg_config_valid gauge\nwg_config_valid 0.0\n'
+                f'# HELP wg_build_info The gateway\'s version (always 1)\n# TYPE wg_build_info gauge\n'
+                f'wg_build_info{{version="{__version__}"}} 1.0\n')
+        return Response(text, media_type=CONTENT_TYPE)
+
+    return Starlette(routes=[Route("/", guard(index)), Route("/api/status", guard(status)),
+                             Route("/metrics", guard(metrics))])
+
+
 class _Server(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self):
@@ -99,9 +141,10 @@ class _Server(uvicorn.Server):
 class StatusServer:
     """Runs the app as a task of the current event loop."""
 
-    def __init__(self, gateway: Gateway, host: str, port: int, password: str | None) -> None:
+    def __init__(self, gateway: Gateway | None, host: str, port: int, password: str | None,
+                 app: Starlette | None = None) -> None:
         self.host, self.port = host, port
-        config = uvicorn.Config(build_app(gateway, password), log_level="warning", access_log=False,
+        config = uvicorn.Config(app or build_app(gateway, password), log_level="warning", access_log=False,
                                 lifespan="off", server_header=False)
         self._server = _Server(config)
         self._task: asyncio.Task | None = None
