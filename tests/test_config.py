@@ -242,3 +242,28 @@ class SerialOnlyDriver(Driver):
 
     def link_lost(self):
         return []
+
+
+def test_every_configuration_key_is_described_in_the_reference():
+    """docs/configuration.md has a row for every key each table takes, in that table's section."""
+    import re
+    from pathlib import Path
+
+    from gateway import config
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "configuration.md").read_text()
+    sections = dict(re.findall(r"^#{2,3} (.+?)\n(.*?)(?=^#{2,3} |\Z)", doc, flags=re.S | re.M))
+
+    def keys_in(title: str) -> set[str]:
+        return set(re.findall(r"^\| `([a-z_]+)` \|", sections[title], flags=re.M))
+
+    assert set(config.GATEWAY_KEYS) <= keys_in("[gateway]")
+    assert set(config.SPOOL_KEYS) <= keys_in("[spool]")
+    assert set(config.STATUS_KEYS) <= keys_in("[status]")
+    assert set(config.DEVICE_KEYS) <= keys_in("[[devices]]")
+    for utype in config.UPLINK_TYPES:
+        described = keys_in("[uplinks.NAME]") | keys_in(f'type = "{utype}"')
+        missing = set(config.uplink_keys(utype)) - described
+        assert not missing, f"uplink type {utype}: {sorted(missing)} not in docs/configuration.md"
+    for table in config.TOP_KEYS:
+        assert any(table in title for title in sections), table
