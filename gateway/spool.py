@@ -891,8 +891,11 @@ class Spool:
             if name.startswith("acked:"):
                 per_uplink.setdefault(name[6:], {"pending": 0, "bytes": 0, "oldest_age_s": 0.0, "retrying": 0})
                 per_uplink[name[6:]]["acked"] = value
+        for uplink, n in self._db.execute("SELECT uplink, COUNT(*) FROM dead_letters GROUP BY uplink"):
+            per_uplink.setdefault(uplink, {"pending": 0, "bytes": 0, "oldest_age_s": 0.0, "retrying": 0})["dead"] = n
         for entry in per_uplink.values():
             entry.setdefault("acked", 0)
+            entry.setdefault("dead", 0)
         dead, dead_bytes = self._db.execute("SELECT COUNT(*), COALESCE(SUM(LENGTH(body)), 0) FROM dead_letters"
                                             ).fetchone()
         (gaps, missing) = self._db.execute("SELECT COUNT(*), COALESCE(SUM(missing), 0) FROM gaps").fetchone()

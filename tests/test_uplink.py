@@ -135,6 +135,7 @@ async def test_a_refused_package_becomes_a_dead_letter_and_the_rest_go_on(cloud,
     (dead,) = await spool.call(spool.spool.dead_letters)
     assert dead["status"] == 400 and dead["key"] == "KM1/01/leadI/0-300"
     assert "duration must be the samples' duration in ms (1000" in dead["reason"]
+    assert (await spool.read(spool.reader.stats))["uplinks"]["kardia"]["dead"] == 1  # per uplink, for the page
     assert [r["data"]["raw"]["samples"]["leadI"][0] for r in await stored(url)] == [300]
 
 
