@@ -6,9 +6,9 @@
     wearable-gateway status [--config FILE]   ask the running daemon: devices, links, backlog, uplinks
     wearable-gateway doctor [--config FILE]   check this machine: BLE, serial, clock, disk, uplinks
     wearable-gateway spool [--config FILE]    what the spool holds (and --requeue-dead)
+    wearable-gateway drivers                  the installed device drivers
 
 --config defaults to /etc/wearable-gateway/gateway.toml (or $WEARABLE_GATEWAY_CONFIG).
-    wearable-gateway drivers                  the installed device drivers
 """
 
 from __future__ import annotations

@@ -19,10 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from gateway import __version__, drivers
+from gateway import __version__, drivers, logs
 from gateway.config import Config, DeviceConfig, UplinkConfig
 from gateway.ingest import DeviceRunner, Ingest
-from gateway import logs
 from gateway.logs import RecentErrors
 from gateway.metrics import GatewayMetrics
 from gateway.packagers.base import Packager
@@ -257,11 +256,12 @@ class Gateway:
                 for name in added_up:
                     self._add_uplink(new.uplinks[name])
                     self._start_uplink(name)
-                known = await self.spool.read(self.spool.reader.streams)
                 added_dev = [d for d in new.devices if d.name not in {r.config.name for r in self.devices}]
+                known = await self.spool.read(self.spool.reader.streams) if added_dev else {}
+                left = await self.spool.read(self.spool.reader.recover) if added_dev else []
                 for dev in added_dev:
                     runner = self._build_device(dev, known)
-                    for rec in await self.spool.read(self.spool.reader.recover):
+                    for rec in left:  # what an earlier run journaled for it and never packaged
                         if rec.stream.device == dev.name:
                             runner.pipeline.recover(rec)
                     self.devices.append(runner)
