@@ -48,17 +48,22 @@ def _authorised(request: Request, password: str | None) -> bool:
     return creds is not None and hmac.compare_digest(creds[1].encode(), password.encode())
 
 
+def _guarded(handler, password: str | None):
+    """The handler behind HTTP Basic auth (any user name) when a password is set."""
+    async def wrapped(request: Request) -> Response:
+        if not _authorised(request, password):
+            return Response("authentication required\n", 401,
+                            headers={"WWW-Authenticate": 'Basic realm="wearable-gateway", charset="UTF-8"'})
+        return await handler(request)
+    return wrapped
+
+
 def build_app(gateway: Gateway, password: str | None = None) -> Starlette:
     """The ASGI app serving one gateway."""
     page = resources.files("gateway.status").joinpath("page.html").read_text()
 
     def guard(handler):
-        async def wrapped(request: Request) -> Response:
-            if not _authorised(request, password):
-                return Response("authentication required\n", 401,
-                                headers={"WWW-Authenticate": 'Basic realm="wearable-gateway", charset="UTF-8"'})
-            return await handler(request)
-        return wrapped
+        return _guarded(handler, password)
 
     async def index(request: Request) -> Response:
         return HTMLResponse(page, headers={"Cache-Control": "no-store"})
@@ -97,12 +102,7 @@ def build_app(gateway: Gateway, password: str | None = None) -> Starlette:
 def build_error_app(source: str, errors: list[str], password: str | None = None) -> Starlette:
     """What the status server shows while the configuration is invalid: the file and its errors."""
     def guard(handler):
-        async def wrapped(request: Request) -> Response:
-            if not _authorised(request, password):
-                return Response("authentication required\n", 401,
-                                headers={"WWW-Authenticate": 'Basic realm="wearable-gateway", charset="UTF-8"'})
-            return await handler(request)
-        return wrapped
+        return _guarded(handler, password)
 
     async def index(request: Request) -> Response:
         items = "".join(f"<li>{html.escape(e)}</li>" for e in errors)
