@@ -23,7 +23,7 @@ from simulators.cloud.humanapi.app import DEFAULT_TOKEN as HUB_TOKEN
 from simulators.cloud.server import BackgroundServer
 from simulators.cloud.up.app import DEFAULT_TOKEN as UP_TOKEN
 from tests.ble import CENTRAL_ADAPTER, PERIPHERAL_ADAPTER, private_bluez
-from tests.chain import until_count
+from tests.chain import until, until_count
 
 START = "2026-11-23T07:58:00+01:00"
 
@@ -174,6 +174,12 @@ async def test_link_loss_and_lost_confirmations_lose_only_live_heart_rate_and_re
         try:
             served = asyncio.ensure_future(asyncio.to_thread(serve))
             await until_count(runner.transport.counters, "silent_timeouts", 1, timeout=60)
+            # The radio comes back once the dropped link is gone on the band's side too: a value sent
+            # while BlueZ still holds the old subscription would count as heard and reach no one (on a
+            # busy machine the gateway's disconnect takes a while to arrive).
+            hrm = u(gatt.HEART_RATE_MEASUREMENT)
+            await until(lambda: not port.is_subscribed(hrm) or port.subscriptions(hrm) >= 2,
+                        lambda: "the band still sees the dropped link's subscription", timeout=60)
             port.stalled.clear()
             await until_count(runner.driver.counters, "repeated_readings", 1, timeout=60)
             port.lose_confirmations(False)
