@@ -74,10 +74,11 @@ recording_seconds = 10
         await gateway.start()
         runner = gateway.devices[0]
         wall, received = await record(runner, "samples", seconds)
-        counters = dict(runner.driver.counters)
-        streams = runner.pipeline.status()
         infos = [st.info for st in runner.pipeline.streams.values()]
         await gateway.stop(drain_timeout=30)
+        # After the stop: what arrived between the recording's end and the stop was read and uploaded too.
+        counters = dict(runner.driver.counters)
+        streams = runner.pipeline.status()
         recs = await asyncio.to_thread(recordings, url, patient)
     spool = Spool(tmp_path / "spool.db")
     stats, gaps = spool.stats(), spool.gaps()

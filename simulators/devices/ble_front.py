@@ -330,6 +330,12 @@ class BlePort(Port):
             time.sleep(0.02)
         return True
 
+    def dropped_link_gone(self, subscriptions_before: int) -> bool:
+        """Whether the central's last subscription to the frames characteristic ended (or a new one
+        began) since there were `subscriptions_before`: a dropped link is gone on this side too."""
+        with self._lock:
+            return not self._subscribed or self.counters["subscriptions"] > subscriptions_before
+
     def is_subscribed(self, uuid: str) -> bool:
         """Whether a central listens to this further notify/indicate characteristic."""
         return self._extra[uuid.lower()].subscribed
