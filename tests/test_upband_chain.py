@@ -168,7 +168,9 @@ async def test_link_loss_and_lost_confirmations_lose_only_live_heart_rate_and_re
         return run_band(model, port, 300, 10, stop, on_second, record=True)
 
     with BackgroundServer(build_app(tmp_path / "cloud")) as server:
-        gateway = Gateway(gateway_config(tmp_path, server.url, silent_s=2))
+        # The watchdog's silence: long enough that a band thread starved on a busy machine is not
+        # taken for a dead link (at 2 s it was, once, and the value in flight was lost).
+        gateway = Gateway(gateway_config(tmp_path, server.url, silent_s=4))
         await gateway.start()
         runner = gateway.devices[0]
         try:
