@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from tests.chain import wait_for
-from tests.test_service import free_port
+from tests.test_service import _get_json, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 UNITS = ("wearable-gateway.service", "wearable-sim-cloud.service", "wearable-sim-kardia.service")
@@ -133,12 +133,12 @@ def test_demo_units_run_the_whole_chain(staged, tmp_path):
             if unit == "wearable-sim-kardia.service":
                 wait_for(lambda: (tmp_path / "run/kardia").exists(), 30, "the simulator's pty link")
         status = f"http://127.0.0.1:{status_port}"
-        wait_for(lambda: _get(status + "/api/status") is not None, 60, "the gateway's status server")
-        wait_for(lambda: _get(status + "/api/status")["devices"][0]["driver_counters"].get("samples", 0) > 600, 30,
+        wait_for(lambda: _get_json(status + "/api/status") is not None, 60, "the gateway's status server")
+        wait_for(lambda: _get_json(status + "/api/status")["devices"][0]["driver_counters"].get("samples", 0) > 600, 30,
                  "samples from the simulated KardiaMobile")
         metrics = httpx.get(status + "/metrics").text
         page = httpx.get(status + "/").text
-        s = _get(status + "/api/status")
+        s = _get_json(status + "/api/status")
         demo_patient = httpx.get(f"http://127.0.0.1:{cloud_port}/kardia/v1/patients/DemoPatient000000000000000000001",
                                  auth=("kardia-dev-key", ""))
     finally:
@@ -152,14 +152,6 @@ def test_demo_units_run_the_whole_chain(staged, tmp_path):
     assert codes[0] == 0  # the gateway stopped cleanly on SIGTERM
     log = (tmp_path / "wearable-gateway.service.log").read_text()
     assert "gateway stopped" in log and "kardia-dev-key" not in log
-
-
-def _get(url: str):
-    try:
-        r = httpx.get(url, timeout=2)
-        return r.json() if r.status_code == 200 else None
-    except httpx.HTTPError:
-        return None
 
 
 def test_installer_rejects_unknown_options():
