@@ -212,8 +212,9 @@ async def test_two_devices_at_once_and_one_outage_stalls_nobody_else(tmp_path, b
                                           PERIPHERAL_ADAPTER)
     shirt_port = await asyncio.to_thread(BlePort, hx.BLE_SERVICE_UUID, hx.BLE_FRAMES_UUID, "HXSKIN12000001",
                                          SECOND_PERIPHERAL_ADAPTER)
-    kardia = start_simulator(duration=40, speed=8, seed=23, port=kardia_port, start=False)
-    shirt = start_shirt(shirt_port, seconds=40, speed=8)
+    kardia = start_simulator(duration=60, speed=8, seed=23, port=kardia_port, start=False)
+    # The shirt streams until told to stop, so frames follow the outage and show it as a gap.
+    shirt = start_shirt(shirt_port, seconds=600, speed=8)
     with BackgroundServer(build_app(tmp_path / "cloud", Credentials([API_KEY]))) as server:
         url = server.url + "/kardia"
         patient = await asyncio.to_thread(create_patient, url)
@@ -257,11 +258,14 @@ recording_seconds = 10
                         lambda: "bytes dropped by the outage, and the old subscription gone", timeout=60)
             during = k_runner.transport.counters["bytes"] - before
             shirt_port.dropping.clear()
+            await until_count(s_runner.driver.counters, "gaps", 1, timeout=60)
+            # Read before the shirt stops: a stopped shirt is silent, and the gateway reconnects to it.
+            s_transport, s_counters = dict(s_runner.transport.counters), dict(s_runner.driver.counters)
+            shirt.stop.set()
             stats = await asyncio.to_thread(kardia.join)
             await asyncio.to_thread(shirt.join, 120)
             await read_all(k_runner.transport, stats.bytes)
-            k_transport, s_transport = dict(k_runner.transport.counters), dict(s_runner.transport.counters)
-            s_counters = dict(s_runner.driver.counters)
+            k_transport = dict(k_runner.transport.counters)
         finally:
             await gateway.stop(drain_timeout=30)
             await asyncio.to_thread(kardia_port.close)
@@ -275,7 +279,7 @@ recording_seconds = 10
 
 
 def start_shirt(port, seconds: float, speed: float):
-    """A shirt model writing into a port from a thread (started by the caller)."""
+    """A shirt model writing into a port from a thread (started by the caller; `.stop` ends it early)."""
     import threading
 
     from simulators.devices.hexoskin import HexoskinModel
@@ -291,4 +295,6 @@ def start_shirt(port, seconds: float, speed: float):
         if port.wait_for_reader(stop, timeout=60):
             run_frames(model.frames(), port, duration=seconds, speed=speed, stop=stop)
 
-    return threading.Thread(target=target, name="shirt", daemon=True)
+    thread = threading.Thread(target=target, name="shirt", daemon=True)
+    thread.stop = stop
+    return thread
