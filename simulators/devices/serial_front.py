@@ -208,7 +208,7 @@ def run_frames(frames: Iterable[SimFrame], port: Port, *, duration: float | None
     start = time.monotonic()
     next_progress = start + progress_every
     for frame in frames:
-        if duration is not None and frame.kind == "samples" and frame.t_end > duration + 1e-9:
+        if stop.is_set() or (duration is not None and frame.kind == "samples" and frame.t_end > duration + 1e-9):
             break
         if speed:
             delay = start + frame.t_end / speed - time.monotonic()
@@ -217,9 +217,7 @@ def run_frames(frames: Iterable[SimFrame], port: Port, *, duration: float | None
         data = faults.apply(frame) if faults else frame.data
         if data and not port.write(data, stop):
             break
-        if stop.is_set():
-            break
-        stats.frames += 1
+        stats.frames += 1  # written, so counted even if stop came meanwhile: the stats are what went out
         stats.bytes += len(data)
         if frame.kind == "info":
             stats.info_frames += 1
