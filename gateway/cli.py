@@ -1,6 +1,7 @@
 """wearable-gateway: the daemon and its tools.
 
     wearable-gateway run [--config FILE]      run the gateway until SIGTERM/SIGINT
+    wearable-gateway relay --config FILE      forward the fleet's packages from an MQTT broker to the vendors
     wearable-gateway check-config FILE        validate a configuration
     wearable-gateway demo [--duration S]      the whole chain against simulators, no configuration
     wearable-gateway status [--config FILE]   ask the running daemon: devices, links, backlog, uplinks
@@ -72,6 +73,27 @@ def _run(args: argparse.Namespace) -> int:
     except (OSError, SpoolError, sqlite3.Error) as exc:
         # The status port taken, a spool that is not one, an unwritable path: one line, exit non-zero.
         logging.getLogger("gateway").critical("cannot start: %s", exc)
+        return 1
+
+
+def _relay(args: argparse.Namespace) -> int:
+    from gateway import logs, relay
+    from gateway.config import ConfigError, load_relay
+
+    try:
+        config = load_relay(args.config)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    logs.setup(args.log_level or config.log_level, args.log_format or config.log_format, config.secrets())
+    import sqlite3
+
+    from gateway.spool import SpoolError
+
+    try:
+        return asyncio.run(relay.run(config))
+    except (OSError, SpoolError, sqlite3.Error) as exc:
+        logging.getLogger("gateway").critical("cannot start the relay: %s", exc)
         return 1
 
 
@@ -198,6 +220,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="exit (2, the default), or serve the file's errors on the status page until it is fixed"
                           " and SIGHUP starts the gateway (what the systemd unit does)")
     run.set_defaults(func=_run)
+
+    rl = _command(sub, "relay", "forward the fleet's packages from an MQTT broker to the vendor clouds")
+    rl.add_argument("--config", required=True, help="the relay's TOML file (examples/relay.toml shows every key)")
+    rl.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    rl.add_argument("--log-format", choices=("text", "json"), help="one line per event as text or JSON")
+    rl.set_defaults(func=_relay)
 
     st = _command(sub, "status", "ask the running daemon how it is doing")
     st.add_argument("--config", help="the daemon's configuration, for the status address and password (default:"

@@ -64,6 +64,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import socket
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -76,7 +77,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from gateway import drivers
 from gateway.transports import AddressError, parse_address
 
-UPLINK_TYPES = ("kardia", "humanapi", "hexoskin", "up")
+UPLINK_TYPES = ("kardia", "humanapi", "hexoskin", "up", "mqtt")
 # The credential each uplink type takes: given literally or as <name>_env.
 CREDENTIAL = {"kardia": "api_key", "humanapi": "token", "hexoskin": "password", "up": "token"}
 # The built-in drivers whose data a vendor's uplink takes (the hub takes every device's).
@@ -97,11 +98,18 @@ GATEWAY_KEYS = ("timezone", "log_level", "log_format", "drain_on_stop", "packagi
 SPOOL_KEYS = ("path", "sync", "journal_interval", "commit_interval", "max_mb", "ram_mb")
 STATUS_KEYS = ("enabled", "listen", "password", "password_env")
 DEVICE_KEYS = ("name", "driver", "transport", "uplinks", "patient_id", "recording_seconds")
-UPLINK_KEYS = ("type", "base_url", "timeout", "in_flight")
+UPLINK_KEYS = ("type", "base_url", "timeout", "in_flight", "via")
+# An mqtt uplink is the fleet's broker: the vendor uplinks that name it in `via` deliver through it.
+BROKER_KEYS = ("username", "password", "password_env", "ca_file", "keepalive", "session_expiry", "client_id",
+               "topic_prefix")
+MQTT_KEYS = ("type", "base_url", "timeout", "in_flight", *BROKER_KEYS, "gateway_id", "status_interval")
+DEFAULT_TOPIC_PREFIX = "wearable-gateway"
 
 
 def uplink_keys(utype: str | None) -> tuple[str, ...]:
     """The keys an uplink of this type takes: the common ones, its credential, its extra settings."""
+    if utype == "mqtt":
+        return MQTT_KEYS
     cred = CREDENTIAL.get(utype or "", "api_key")
     plain, secrets = EXTRA.get(utype or "", ((), ()))
     return (*UPLINK_KEYS, cred, f"{cred}_env", *plain, *secrets, *(f"{n}_env" for n in secrets))
@@ -145,8 +153,22 @@ class StatusConfig:
 
 
 @dataclass
+class BrokerConfig:
+    """An MQTT broker and this client's session on it (a gateway's fleet uplink, a relay)."""
+
+    url: str  # mqtt://host[:port] or mqtts://host[:port]
+    client_id: str
+    username: str | None = None
+    password: str | None = field(repr=False, default=None)
+    ca_file: str | None = None  # mqtts: the CA bundle (default: the system's)
+    keepalive: int = 30
+    session_expiry: int = 86400  # seconds the broker keeps the session (and its queued messages) offline
+    topic_prefix: str = DEFAULT_TOPIC_PREFIX
+
+
+@dataclass
 class UplinkConfig:
-    """One vendor API endpoint and its credentials."""
+    """One vendor API endpoint and its credentials (or, type mqtt, the fleet's broker)."""
 
     name: str
     type: str
@@ -155,10 +177,15 @@ class UplinkConfig:
     timeout: float = 30.0
     extra: dict[str, str] = field(repr=False, default_factory=dict)  # hexoskin: user, api_key, api_secret
     in_flight: int = 4
+    via: str | None = None  # the mqtt uplink this vendor uplink delivers through (a relay forwards it)
+    broker: BrokerConfig | None = None  # type mqtt
+    gateway_id: str = ""  # type mqtt: this gateway's name in topics
+    status_interval: float = 10.0  # type mqtt: seconds between retained status messages
 
     def secrets(self) -> list[str]:
         """Credential values, so logs can be checked never to contain them."""
-        return [s for s in (self.credential, self.extra.get("api_secret")) if s]
+        broker = self.broker.password if self.broker else None
+        return [s for s in (self.credential, self.extra.get("api_secret"), broker) if s]
 
 
 @dataclass
@@ -263,6 +290,76 @@ def load(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
     return parse(data, path.parent, env, source=str(path))
 
 
+RELAY_TOP_KEYS = ("relay", "spool", "status", "uplinks")
+RELAY_KEYS = ("base_url", *BROKER_KEYS, "group", "receive_maximum", "log_level", "log_format", "drain_on_stop")
+DEFAULT_RELAY_STATUS_LISTEN = "127.0.0.1:8766"
+
+
+@dataclass
+class RelayConfig:
+    """A relay: the fleet's broker (a shared subscription), its own spool, the vendor uplinks."""
+
+    broker: BrokerConfig
+    group: str
+    spool: SpoolConfig
+    uplinks: dict[str, UplinkConfig]
+    status: StatusConfig
+    receive_maximum: int = 64
+    log_level: str = "INFO"
+    log_format: str = "text"
+    drain_on_stop: float = 5.0
+    source: str = "<memory>"
+
+    def secrets(self) -> list[str]:
+        """Every credential in the configuration."""
+        out = [s for u in self.uplinks.values() for s in u.secrets()]
+        out += [self.broker.password] if self.broker.password else []
+        return out + ([self.status.password] if self.status.password else [])
+
+
+def load_relay(path: str | Path, env: Mapping[str, str] | None = None) -> RelayConfig:
+    """Read and validate a relay's TOML file; raise ConfigError listing every problem."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(str(path), ["file not found"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(str(path), [f"cannot read: {exc}"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(path), [f"not valid TOML: {exc}"]) from None
+    env = os.environ if env is None else env
+    c = _Checker()
+    c.unknown(data, set(RELAY_TOP_KEYS), "")
+    rl = c.table(data, "relay", "relay")
+    c.unknown(rl, set(RELAY_KEYS), "relay")
+    broker = broker_config(c, rl, "relay", env, default_client_id=f"relay-{socket.gethostname()}")
+    group = c.string(rl, "group", "relay", default="relays") or "relays"
+    if not NAME_RE.match(group):
+        c.err("relay.group", "must be letters, digits, '.', '_' or '-'")
+    spool = _spool(c, data, path.parent)
+    st = dict(c.table(data, "status", "status", required=False))
+    st.setdefault("listen", DEFAULT_RELAY_STATUS_LISTEN)
+    status = _status(c, st, env)
+    uplinks = _uplinks(c, c.table(data, "uplinks", "uplinks"), env, relay=True)
+    if not uplinks:
+        c.err("uplinks", "configure at least one vendor uplink (the targets gateways name)")
+    cfg = RelayConfig(broker, group, spool, uplinks, status,
+                      int(c.number(rl, "receive_maximum", "relay", 64, 1, 65535)),
+                      c.choice(rl, "log_level", "relay", LOG_LEVELS, "INFO"),
+                      c.choice(rl, "log_format", "relay", LOG_FORMATS, "text"),
+                      c.number(rl, "drain_on_stop", "relay", 5.0, 0.0, 300.0), str(path))
+    if not c.errors:
+        from gateway.spool import check_path
+
+        problem = check_path(spool.path)
+        if problem:
+            c.err("spool.path", problem)
+    if c.errors:
+        raise ConfigError(str(path), c.errors)
+    return cfg
+
+
 def load_status(path: str | Path, env: Mapping[str, str] | None = None) -> StatusConfig | None:
     """The [status] table of a file whose rest may be invalid (to show its errors on the page);
     None if even that table (or the TOML) is invalid."""
@@ -297,49 +394,10 @@ def parse(data: Mapping[str, Any], base_dir: Path, env: Mapping[str, str] | None
     packaging = c.choice(gw, "packaging", "gateway", PACKAGING_MODES, "worker")
     packaging_timeout = c.number(gw, "packaging_timeout", "gateway", 60.0, 1.0, 3600.0)
 
-    sp = c.table(data, "spool", "spool")
-    c.unknown(sp, set(SPOOL_KEYS), "spool")
-    spool_path = c.string(sp, "path", "spool") or "spool.db"
-    journal_interval = c.number(sp, "journal_interval", "spool", 1.0, 0.05, 60.0)
-    commit_interval = c.number(sp, "commit_interval", "spool", min(0.2, journal_interval / 2), 0.02, 60.0)
-    if commit_interval > journal_interval / 2:
-        c.err("spool.commit_interval", f"must be at most half of journal_interval ({journal_interval / 2:g} s),"
-              " or a crash could lose more than journal_interval")
-    spool = SpoolConfig(path=(base_dir / spool_path).resolve() if not Path(spool_path).is_absolute() else Path(spool_path),
-                        sync=c.choice(sp, "sync", "spool", SYNC_MODES, "full"),
-                        journal_interval=journal_interval,
-                        max_bytes=int(c.number(sp, "max_mb", "spool", 0.0, 0.0, 1e6) * 1_000_000),
-                        commit_interval=commit_interval,
-                        ram_bytes=int(c.number(sp, "ram_mb", "spool", 64.0, 1.0, 4096.0) * 1_000_000))
-    if spool.max_bytes and spool.max_bytes < 1_000_000:
-        c.err("spool.max_mb", "must be 0 (no cap) or at least 1 MB: the WAL alone needs a share of it")
+    spool = _spool(c, data, base_dir)
     status = _status(c, c.table(data, "status", "status", required=False), env)
 
-    uplinks: dict[str, UplinkConfig] = {}
-    for name, up in c.table(data, "uplinks", "uplinks").items():
-        path = f"uplinks.{name}"
-        if not isinstance(up, dict):
-            c.err(path, "must be a table")
-            continue
-        if not NAME_RE.match(name):
-            c.err(path, "name must be letters, digits, '.', '_' or '-'")
-        cred = CREDENTIAL.get(up.get("type"), "api_key")
-        plain, secret_names = EXTRA.get(up.get("type"), ((), ()))
-        c.unknown(up, set(uplink_keys(up.get("type"))), path)
-        utype = c.choice(up, "type", path, UPLINK_TYPES, UPLINK_TYPES[0]) if "type" in up else None
-        if utype is None:
-            c.err(f"{path}.type", f"missing (one of {', '.join(UPLINK_TYPES)})")
-        base_url = c.string(up, "base_url", path)
-        if base_url:
-            parts = urlsplit(base_url)
-            if parts.scheme not in ("http", "https") or not parts.netloc:
-                c.err(f"{path}.base_url", f"must be an http:// or https:// URL, not {base_url!r}")
-        secret = _secret(c, up, cred, path, env)
-        extra = {n: c.string(up, n, path) or "" for n in plain}
-        extra.update({n: _secret(c, up, n, path, env) or "" for n in secret_names})
-        uplinks[name] = UplinkConfig(name, utype or "", base_url or "", secret or "",
-                                     c.number(up, "timeout", path, 30.0, 0.1, 600.0), extra,
-                                     int(c.number(up, "in_flight", path, 4, 1, 64)))
+    uplinks = _uplinks(c, c.table(data, "uplinks", "uplinks"), env)
 
     devices: list[DeviceConfig] = []
     raw_devices = data.get("devices", [])
@@ -379,6 +437,10 @@ def parse(data: Mapping[str, Any], base_dir: Path, env: Mapping[str, str] | None
             if u not in uplinks:
                 c.err(f"{path}.uplinks", f"no uplink named {u!r} (defined: {', '.join(sorted(uplinks)) or 'none'})")
                 continue
+            if uplinks[u].type == "mqtt":
+                c.err(f"{path}.uplinks", f"{u!r} is a broker: name the vendor uplinks that deliver through it"
+                                         f" (via = {u!r})")
+                continue
             takes = VENDOR_DRIVERS.get(uplinks[u].type)
             if takes and driver in BUILTIN_DRIVERS and driver not in takes:
                 c.err(f"{path}.uplinks", f"uplink {u!r} ({uplinks[u].type}) takes {' or '.join(takes)} devices,"
@@ -400,6 +462,110 @@ def parse(data: Mapping[str, Any], base_dir: Path, env: Mapping[str, str] | None
         raise ConfigError(source, c.errors)
     return Config(spool, uplinks, devices, tz, log_level, drain_on_stop, source, log_format, status, packaging,
                   packaging_timeout)
+
+
+def _spool(c: _Checker, data: Mapping[str, Any], base_dir: Path) -> SpoolConfig:
+    """The [spool] table."""
+    sp = c.table(data, "spool", "spool")
+    c.unknown(sp, set(SPOOL_KEYS), "spool")
+    spool_path = c.string(sp, "path", "spool") or "spool.db"
+    journal_interval = c.number(sp, "journal_interval", "spool", 1.0, 0.05, 60.0)
+    commit_interval = c.number(sp, "commit_interval", "spool", min(0.2, journal_interval / 2), 0.02, 60.0)
+    if commit_interval > journal_interval / 2:
+        c.err("spool.commit_interval", f"must be at most half of journal_interval ({journal_interval / 2:g} s),"
+              " or a crash could lose more than journal_interval")
+    spool = SpoolConfig(path=(base_dir / spool_path).resolve() if not Path(spool_path).is_absolute() else Path(spool_path),
+                        sync=c.choice(sp, "sync", "spool", SYNC_MODES, "full"),
+                        journal_interval=journal_interval,
+                        max_bytes=int(c.number(sp, "max_mb", "spool", 0.0, 0.0, 1e6) * 1_000_000),
+                        commit_interval=commit_interval,
+                        ram_bytes=int(c.number(sp, "ram_mb", "spool", 64.0, 1.0, 4096.0) * 1_000_000))
+    if spool.max_bytes and spool.max_bytes < 1_000_000:
+        c.err("spool.max_mb", "must be 0 (no cap) or at least 1 MB: the WAL alone needs a share of it")
+    return spool
+
+
+def _uplinks(c: _Checker, table: Mapping[str, Any], env: Mapping[str, str], relay: bool = False) -> dict[str, UplinkConfig]:
+    """The [uplinks.*] tables; on a relay, vendor uplinks only (they take what gateways sent `via` a broker)."""
+    uplinks: dict[str, UplinkConfig] = {}
+    for name, up in table.items():
+        path = f"uplinks.{name}"
+        if not isinstance(up, dict):
+            c.err(path, "must be a table")
+            continue
+        if not NAME_RE.match(name):
+            c.err(path, "name must be letters, digits, '.', '_' or '-'")
+        types = tuple(t for t in UPLINK_TYPES if t != "mqtt") if relay else UPLINK_TYPES
+        utype = c.choice(up, "type", path, types, types[0]) if "type" in up else None
+        if utype is None:
+            c.err(f"{path}.type", f"missing (one of {', '.join(types)})")
+        if utype == "mqtt":
+            uplinks[name] = _mqtt_uplink(c, name, up, path, env)
+            continue
+        c.unknown(up, set(uplink_keys(utype)) - ({"via"} if relay else set()), path)
+        via = c.string(up, "via", path, required=False)
+        if via is not None:  # the relay holds the vendor's address and credentials
+            c.unknown(up, {"type", "via", "timeout", "in_flight"}, path)
+            uplinks[name] = UplinkConfig(name, utype or "", "", timeout=c.number(up, "timeout", path, 30.0, 0.1, 600.0),
+                                         in_flight=int(c.number(up, "in_flight", path, 16, 1, 256)), via=via)
+            continue
+        cred = CREDENTIAL.get(utype or "", "api_key")
+        plain, secret_names = EXTRA.get(utype or "", ((), ()))
+        base_url = c.string(up, "base_url", path)
+        if base_url:
+            parts = urlsplit(base_url)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                c.err(f"{path}.base_url", f"must be an http:// or https:// URL, not {base_url!r}")
+        secret = _secret(c, up, cred, path, env)
+        extra = {n: c.string(up, n, path) or "" for n in plain}
+        extra.update({n: _secret(c, up, n, path, env) or "" for n in secret_names})
+        uplinks[name] = UplinkConfig(name, utype or "", base_url or "", secret or "",
+                                     c.number(up, "timeout", path, 30.0, 0.1, 600.0), extra,
+                                     int(c.number(up, "in_flight", path, 4, 1, 64)))
+    for name, up in uplinks.items():
+        if up.via is not None and (up.via not in uplinks or uplinks[up.via].type != "mqtt"):
+            brokers = sorted(n for n, u in uplinks.items() if u.type == "mqtt")
+            c.err(f"uplinks.{name}.via", f"no mqtt uplink named {up.via!r} (defined: {', '.join(brokers) or 'none'})")
+    return uplinks
+
+
+def _mqtt_uplink(c: _Checker, name: str, up: Mapping[str, Any], path: str, env: Mapping[str, str]) -> UplinkConfig:
+    """A gateway's broker: where its vendor uplinks' packages go for the relays, and its status."""
+    c.unknown(up, set(MQTT_KEYS), path)
+    gateway_id = c.string(up, "gateway_id", path, default=socket.gethostname()) or "gateway"
+    if not NAME_RE.match(gateway_id):
+        c.err(f"{path}.gateway_id", "must be letters, digits, '.', '_' or '-' (it is a topic level)")
+    broker = broker_config(c, up, path, env, default_client_id=f"wg-{gateway_id}")
+    return UplinkConfig(name, "mqtt", broker.url, timeout=c.number(up, "timeout", path, 30.0, 0.1, 600.0),
+                        in_flight=int(c.number(up, "in_flight", path, 16, 1, 256)), broker=broker,
+                        gateway_id=gateway_id, status_interval=c.number(up, "status_interval", path, 10.0, 1.0, 3600.0))
+
+
+def broker_config(c: _Checker, table: Mapping[str, Any], path: str, env: Mapping[str, str],
+                  default_client_id: str) -> BrokerConfig:
+    """The broker keys of a table (base_url, username, password[_env], ca_file, ...)."""
+    from gateway.broker import parse_url
+
+    url = c.string(table, "base_url", path) or ""
+    if url:
+        try:
+            parse_url(url)
+        except ValueError as exc:
+            c.err(f"{path}.base_url", str(exc))
+    username = c.string(table, "username", path, required=False)
+    password = _secret(c, table, "password", path, env) if ("password" in table or "password_env" in table) else None
+    if password and not username:
+        c.err(f"{path}.username", "required with a password")
+    ca_file = c.string(table, "ca_file", path, required=False)
+    if ca_file and not Path(ca_file).is_file():
+        c.err(f"{path}.ca_file", f"no such file: {ca_file}")
+    client_id = c.string(table, "client_id", path, default=default_client_id) or default_client_id
+    prefix = c.string(table, "topic_prefix", path, default=DEFAULT_TOPIC_PREFIX) or DEFAULT_TOPIC_PREFIX
+    if any(ch in prefix for ch in "+#") or prefix.startswith(("/", "$")) or prefix.endswith("/"):
+        c.err(f"{path}.topic_prefix", f"must be topic levels without '+', '#', a leading '/' or '$', not {prefix!r}")
+    return BrokerConfig(url, client_id, username, password, ca_file,
+                        int(c.number(table, "keepalive", path, 30, 5, 3600)),
+                        int(c.number(table, "session_expiry", path, 86400, 0, 30 * 86400)), prefix)
 
 
 def _status(c: _Checker, st: Mapping[str, Any], env: Mapping[str, str]) -> StatusConfig:

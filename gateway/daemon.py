@@ -39,6 +39,7 @@ from gateway.uplinks.base import Uplink
 from gateway.uplinks.hexoskin import HexoskinUplink
 from gateway.uplinks.humanapi import HumanApiUplink
 from gateway.uplinks.kardia import KardiaUplink
+from gateway.uplinks.mqtt import FleetLink, MqttUplink
 from gateway.uplinks.up import UpUplink
 
 log = logging.getLogger(__name__)
@@ -50,8 +51,12 @@ SPOOL_WAIT_S = 5.0  # between attempts to open a spool whose disk is full at sta
 MIN_INBOX_BYTES = 64
 
 
-def build_uplink(cfg: UplinkConfig) -> Uplink:
-    """The uplink worker for one configured uplink."""
+def build_uplink(cfg: UplinkConfig, links: dict[str, FleetLink] | None = None) -> Uplink:
+    """The uplink worker for one configured uplink (through its fleet link, when it names one in `via`)."""
+    if cfg.via is not None:
+        if not links or cfg.via not in links:
+            raise ValueError(f"uplink {cfg.name}: no fleet link {cfg.via!r}")
+        return MqttUplink(cfg.name, cfg.type, links[cfg.via], timeout=cfg.timeout, in_flight=cfg.in_flight)
     if cfg.type == "kardia":
         up: Uplink = KardiaUplink(cfg.name, cfg.base_url, cfg.credential, timeout=cfg.timeout)
     elif cfg.type == "humanapi":
@@ -114,6 +119,7 @@ class Gateway:
         self.worker = PackagingWorker("inline" if config.packaging == "inline" else "process",
                                       timeout=config.packaging_timeout)
         self.uplinks: dict[str, Uplink] = {}
+        self.links: dict[str, FleetLink] = {}  # mqtt uplinks: the fleet's broker sessions
         self.devices: list[DeviceRunner] = []
         self.ingest: Ingest | None = None
         self._stop_devices = asyncio.Event()
@@ -138,7 +144,11 @@ class Gateway:
         self.spool.on_result = lambda r: self.metrics.commit.observe_many(np.array([r.seconds]))
         known = await self.spool.read(self.spool.reader.streams)
         for up in cfg.uplinks.values():
-            self._add_uplink(up)
+            if up.type == "mqtt":
+                self.links[up.name] = FleetLink(up, self.fleet_status)
+        for up in cfg.uplinks.values():
+            if up.type != "mqtt":
+                self._add_uplink(up)
         for dev in cfg.devices:
             self.devices.append(self._build_device(dev, known))
         self.ingest = Ingest(self.devices, self.spool, cfg.spool.commit_interval, cfg.spool.ram_bytes,
@@ -153,6 +163,8 @@ class Gateway:
                 await self.spool.close()
                 raise
         await self._recover()
+        for link in self.links.values():
+            link.start()
         for name in self.uplinks:
             self._start_uplink(name)
         for runner in self.devices:
@@ -170,7 +182,7 @@ class Gateway:
 
     def _add_uplink(self, up: UplinkConfig) -> None:
         assert self.spool is not None
-        uplink = build_uplink(up)
+        uplink = build_uplink(up, self.links)
         self.uplinks[up.name] = uplink
         self.spool.on_commit(uplink.wake)
         uplink.on_ack = self.metrics.acked.labels(up.name).observe
@@ -374,6 +386,8 @@ class Gateway:
         for stop in self._uplink_stops.values():
             stop.set()
         await asyncio.gather(*self._uplink_tasks.values(), return_exceptions=True)
+        for link in self.links.values():
+            await link.close()
         if self.status_server is not None:
             await self.status_server.stop()
         if self._watchdog_task is not None:
@@ -414,9 +428,22 @@ class Gateway:
             d["last_upload"] = max(times, default=None)
         return {"devices": devices,
                 "uplinks": [u.status() for u in self.uplinks.values()], "spool": spool,
+                "links": [link.status() for link in self.links.values()],
                 "packaging": {"mode": self.worker.mode, "pending": self.worker.pending,
                               **dict(self.worker.counters)},
                 "ingest": dict(self.ingest.counters) if self.ingest else {}}
+
+    async def fleet_status(self) -> dict[str, Any]:
+        """What a gateway tells the fleet (its retained status message): devices, links, backlog, last error."""
+        st = await self.status()
+        devices = [{k: d.get(k) for k in ("name", "driver", "transport", "connected", "down_reason", "last_data",
+                                          "last_upload", "last_analysis")} for d in st["devices"]]
+        backlog = {n: {"pending": u.get("pending", 0), "oldest_age_s": u.get("oldest_age_s", 0.0)}
+                   for n, u in st["spool"].get("uplinks", {}).items()}
+        last_error = self.errors.items[-1] if self.errors.items else None
+        return {"version": __version__, "started_at": self.started_at, "devices": devices,
+                "uplinks": {u["name"]: u["state"] for u in st["uplinks"]}, "backlog": backlog,
+                "dead_letters": st["spool"].get("dead_letters", 0), "last_error": last_error}
 
     async def full_status(self) -> dict[str, Any]:
         """status() plus version, uptime and the recent warnings and errors (the status page's data)."""

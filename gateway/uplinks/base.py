@@ -1,4 +1,4 @@
-"""The uplink worker: spooled packages -> one vendor API over httpx, with retries.
+"""The uplink worker: spooled packages -> one vendor API over httpx (or a broker), with retries.
 
 Up to `in_flight` uploads run at once over one keep-alive client, so one slow answer does not
 stall the queue. Packages are read on the spool's read connection (never behind a commit);
@@ -21,7 +21,6 @@ import asyncio
 import logging
 import random
 import time
-from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -84,6 +83,17 @@ class RetryPolicy:
         return ceiling / 2 + random.uniform(0, ceiling / 2)
 
 
+@dataclass
+class Answer:
+    """What a receiver said to one package."""
+
+    outcome: Outcome
+    detail: str  # for logs and the package's last error
+    retry_after: float | None = None  # seconds the receiver asked to wait
+    replayed: bool = False  # it had this package already
+    status: int | None = None  # the HTTP status (or the broker's reason code)
+
+
 class BearerAuth(httpx.Auth):
     """Authorization: Bearer <token> (OAuth-style APIs: the hub, UP)."""
 
@@ -99,7 +109,7 @@ class BearerAuth(httpx.Auth):
 DEFAULT_IN_FLIGHT = 4
 
 
-class Uplink(ABC):
+class Uplink:
     """Delivers one uplink's packages from the spool, oldest first, several at a time."""
 
     def __init__(self, name: str, base_url: str, timeout: float = 30.0, policy: RetryPolicy | None = None,
@@ -117,14 +127,15 @@ class Uplink(ABC):
         self.last_ok_by_stream: dict[str, float] = {}  # stream key -> time of its last accepted upload
         self.auth: httpx.Auth | None = None
         self.on_ack: Callable[[float], None] | None = None  # age (s) of an acknowledged package's first sample
+        self.on_answer: Callable[[StoredPackage, Answer, float], None] | None = None  # and the attempt's seconds
         self._wake = asyncio.Event()
         self._sending: dict[int, asyncio.Task] = {}
         self._settling: set[int] = set()  # outcome written, not yet committed: not to be fetched again
         self._streams: dict[int, str] = {}  # package id -> its stream, while under way or settling
 
-    @abstractmethod
     def build_request(self, client: httpx.AsyncClient, package: StoredPackage) -> httpx.Request:
-        """The vendor request that delivers the package."""
+        """The vendor request that delivers the package (each HTTP uplink says how)."""
+        raise NotImplementedError
 
     def is_replay(self, response: httpx.Response) -> bool:
         """True when the receiver says it had this package already (Idempotent-Replayed: true)."""
@@ -134,16 +145,26 @@ class Uplink(ABC):
         """New packages are in the spool (or an upload ended)."""
         self._wake.set()
 
+    def open(self):
+        """The client uploads go through (an async context manager): an httpx keep-alive pool."""
+        limits = httpx.Limits(max_connections=self.in_flight, max_keepalive_connections=self.in_flight)
+        return httpx.AsyncClient(timeout=self.timeout, limits=limits)
+
+    async def ready(self, stop: asyncio.Event) -> None:
+        """Until the uplink can send (always, over HTTP: a failure is an answer of its own)."""
+
     async def run(self, spool: AsyncSpool, stop: asyncio.Event) -> None:
         """Deliver until `stop` is set; uploads under way then finish (or time out) first."""
-        limits = httpx.Limits(max_connections=self.in_flight, max_keepalive_connections=self.in_flight)
-        async with httpx.AsyncClient(timeout=self.timeout, limits=limits) as client:
+        async with self.open() as client:
             try:
                 while not stop.is_set():
                     now = time.time()
                     if self.resume_at > now:
                         await self._wait(stop, self.resume_at - now)
                         continue
+                    await self.ready(stop)
+                    if stop.is_set():
+                        break
                     room = self.in_flight - len(self._sending)
                     if room <= 0:
                         await self._wait(stop, 5.0)
@@ -190,18 +211,29 @@ class Uplink(ABC):
         self._settling.add(package_id)
         spool.write(changes).add_done_callback(lambda _f, pid=package_id: self._settled(pid))
 
-    async def _deliver(self, client: httpx.AsyncClient, spool: AsyncSpool, package: StoredPackage) -> None:
-        """Send one package and write what its answer means."""
+    async def attempt(self, client, package: StoredPackage) -> Answer:
+        """Send one package; what the receiver answered (HTTP: the status and its meaning)."""
         try:
             response = await client.send(self.build_request(client, package), auth=self.auth)
         except httpx.HTTPError as exc:
-            self._transient(spool, package, f"{type(exc).__name__}: {exc}", None)
-            return
+            return Answer(Outcome.RETRY, f"{type(exc).__name__}: {exc}")
         outcome = classify(response.status_code)
+        if outcome is Outcome.OK:
+            return Answer(outcome, "", replayed=self.is_replay(response), status=response.status_code)
+        return Answer(outcome, f"HTTP {response.status_code}: {response.text[:500]}",
+                      retry_after(response.headers.get("Retry-After"), time.time()), status=response.status_code)
+
+    async def _deliver(self, client, spool: AsyncSpool, package: StoredPackage) -> None:
+        """Send one package and write what its answer means."""
+        started = time.perf_counter()
+        answer = await self.attempt(client, package)
+        if self.on_answer:
+            self.on_answer(package, answer, time.perf_counter() - started)
+        outcome, detail = answer.outcome, answer.detail
         if outcome is Outcome.OK:
             self._settle(spool, package.id, Changes(acks=[package.id]))
             self.counters["acked"] += 1
-            if self.is_replay(response):
+            if answer.replayed:
                 self.counters["replayed"] += 1
             self.last_ok = time.time()
             self.last_ok_by_stream[package.stream] = self.last_ok
@@ -209,9 +241,8 @@ class Uplink(ABC):
             if self.on_ack:
                 self.on_ack(self.last_ok - package.sample_time)
             return
-        detail = f"HTTP {response.status_code}: {response.text[:500]}"
         if outcome is Outcome.RETRY:
-            delay = retry_after(response.headers.get("Retry-After"), time.time())
+            delay = answer.retry_after
             if delay is not None:
                 self.counters["retry_after_honoured"] += 1
                 delay = min(delay, self.policy.max_retry_after)
@@ -231,7 +262,7 @@ class Uplink(ABC):
         self.counters["dead_lettered"] += 1
         self.last_error = detail
         log.error("uplink %s: package %s refused for good, kept as a dead letter: %s", self.name, package.key, detail)
-        self._settle(spool, package.id, Changes(dead=[(package.id, detail, response.status_code)]))
+        self._settle(spool, package.id, Changes(dead=[(package.id, detail, answer.status)]))
 
     def _transient(self, spool: AsyncSpool, package: StoredPackage, detail: str, delay: float | None) -> None:
         if delay is None:

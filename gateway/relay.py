@@ -1,0 +1,221 @@
+"""The relay: the fleet's packages from the broker -> its own spool -> the vendor uplinks.
+
+It subscribes to every gateway's package topic through a shared subscription (`$share/<group>/`),
+so several relays split the messages, and to every gateway's status (not shared: each relay sees
+the whole fleet). A package message is acknowledged (PUBACK) only once it is committed in the
+relay's spool, the same SQLite outbox the gateway uses, from which the same uplinks deliver it
+(auth, retries, Retry-After, dead letters). A relay that dies before the commit gets the message
+again from the broker; one that dies after it sends it from its spool. Either way the vendor sees
+the package's idempotency key again and answers with a replay, not a second copy.
+
+A message that is not a package (no properties, a bad range) is counted and dropped, after a log
+line: no uplink could deliver it. A package for a target this relay has no uplink for stays in
+its spool (nothing is lost) and is counted, until the configuration names that uplink.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections import Counter
+from typing import Any
+
+from gateway import __version__, fleet
+from gateway.broker import BrokerSession, Received
+from gateway.config import RelayConfig
+from gateway.daemon import build_uplink
+from gateway.spool import AsyncSpool, Changes, SpoolError
+from gateway.uplinks.base import Answer, Outcome, Uplink
+
+log = logging.getLogger(__name__)
+
+
+class Relay:
+    """Consumes the broker's package messages into a spool and delivers them with the vendor uplinks."""
+
+    def __init__(self, config: RelayConfig) -> None:
+        self.config = config
+        self.prefix = config.broker.topic_prefix
+        self.counters: Counter[str] = Counter()
+        self.uplinks: dict[str, Uplink] = {}
+        self.spool: AsyncSpool | None = None
+        self.session: BrokerSession | None = None
+        self.gateways: dict[str, dict[str, Any]] = {}  # gateway -> messages, last_message, forwarded, ...
+        self.fleet: dict[str, dict[str, Any]] = {}  # gateway -> its last status message (and when it came)
+        self.latency: dict[str, list[float]] = {}  # uplink -> attempt seconds since the last scrape
+        self.started_at = time.time()
+        self._stops: dict[str, asyncio.Event] = {}
+        self._tasks: list[asyncio.Task] = []
+        self._unknown_targets: set[str] = set()
+        self._writes: set[asyncio.Future] = set()
+        self.on_latency = None  # (uplink, seconds) -> None: the metrics' histogram
+
+    async def start(self) -> None:
+        """Open the spool, start the uplinks, then connect and subscribe."""
+        cfg = self.config
+        self.spool = await asyncio.to_thread(AsyncSpool, cfg.spool.path, cfg.spool.sync, cfg.spool.max_bytes)
+        for up in cfg.uplinks.values():
+            uplink = build_uplink(up)
+            uplink.on_answer = self._answered
+            self.uplinks[up.name] = uplink
+            self.spool.on_commit(uplink.wake)
+            stop = self._stops[up.name] = asyncio.Event()
+            self._tasks.append(asyncio.create_task(uplink.run(self.spool, stop), name=f"uplink {up.name}"))
+        b = cfg.broker
+        self.session = BrokerSession(b.url, b.client_id, username=b.username, password=b.password, ca_file=b.ca_file,
+                                     keepalive=b.keepalive, session_expiry=b.session_expiry, manual_ack=True,
+                                     receive_maximum=cfg.receive_maximum)
+        self.session.subscriptions = [(fleet.package_filter(self.prefix, cfg.group), 1),
+                                      (fleet.status_filter(self.prefix), 1)]
+        self.session.on_message = self._received
+        self.session.start()
+        log.info("relay started: broker %s as %s, group %s, uplinks %s, spool %s", b.url, b.client_id, cfg.group,
+                 ", ".join(self.uplinks), cfg.spool.path)
+
+    def _gateway(self, name: str) -> dict[str, Any]:
+        return self.gateways.setdefault(name, {"messages": 0, "last_message": None, "forwarded": 0, "replayed": 0,
+                                               "retried": 0, "dead": 0})
+
+    def _received(self, message: Received) -> None:
+        assert self.session is not None and self.spool is not None
+        gateway = fleet.status_gateway(self.prefix, message.topic)
+        if gateway is not None:
+            self._status_message(gateway, message)
+            self.session.ack(message)
+            return
+        try:
+            gateway, package = fleet.decode(message)
+        except fleet.BadMessage as exc:
+            self.counters["bad_messages"] += 1
+            log.warning("relay: dropped a message on %s: %s", message.topic, exc)
+            self.session.ack(message)  # no uplink could ever deliver it
+            return
+        if package.uplink not in self.uplinks:
+            self.counters["unknown_target"] += 1
+            if package.uplink not in self._unknown_targets:
+                self._unknown_targets.add(package.uplink)
+                log.error("relay: packages for uplink %r, which this relay does not configure; they stay in its"
+                          " spool until it does", package.uplink)
+        gw = self._gateway(gateway)
+        gw["messages"] += 1
+        gw["last_message"] = time.time()
+        self.counters["received"] += 1
+        fut = self.spool.write(Changes(packages=[package]))
+        self._writes.add(fut)
+        fut.add_done_callback(lambda f, m=message: self._durable(f, m))
+
+    def _durable(self, fut: asyncio.Future, message: Received) -> None:
+        assert self.session is not None
+        self._writes.discard(fut)
+        if fut.cancelled() or fut.exception() is not None:
+            self.counters["spool_errors"] += 1
+            log.error("relay: could not keep a message from %s (%s); not acknowledged, the broker sends it again",
+                      message.topic, fut.exception() if not fut.cancelled() else "cancelled")
+            return
+        if fut.result().duplicates:
+            self.counters["duplicates"] += 1  # already pending here: a redelivery
+        if self.session.ack(message):
+            self.counters["acknowledged"] += 1
+
+    def _status_message(self, gateway: str, message: Received) -> None:
+        try:
+            body = json.loads(message.payload)
+            if not isinstance(body, dict):
+                raise ValueError("not an object")
+        except ValueError as exc:
+            self.counters["bad_status"] += 1
+            log.warning("relay: bad status message from %s: %s", gateway, exc)
+            return
+        self.fleet[gateway] = {**body, "received_at": time.time()}
+
+    def _answered(self, package, answer: Answer, seconds: float) -> None:
+        gateway = package.stream.split("/", 1)[0]
+        gw = self._gateway(gateway)
+        if answer.outcome is Outcome.OK:
+            gw["forwarded"] += 1
+            gw["replayed"] += int(answer.replayed)
+        elif answer.outcome is Outcome.PERMANENT:
+            gw["dead"] += 1
+        else:
+            gw["retried"] += 1
+        if self.on_latency:
+            self.on_latency(package.uplink, seconds)
+
+    async def stop(self, drain_timeout: float = 0.0) -> None:
+        """Disconnect from the broker (unacknowledged messages go to another relay), deliver, close."""
+        if self.session is not None:
+            await self.session.close()
+        if self._writes:
+            await asyncio.gather(*self._writes, return_exceptions=True)
+        if drain_timeout and self.spool is not None:
+            deadline = time.monotonic() + drain_timeout
+            while time.monotonic() < deadline:
+                backlog = (await self.spool.read(self.spool.reader.stats, journal=False))["uplinks"]
+                if not any(backlog.get(n, {}).get("pending") for n in self.uplinks):
+                    break
+                await asyncio.sleep(0.05)
+        for stop in self._stops.values():
+            stop.set()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.spool is not None:
+            try:
+                await self.spool.close()
+            except SpoolError as exc:
+                log.error("relay: closing the spool: %s", exc)
+
+    async def status(self) -> dict[str, Any]:
+        """The relay, its uplinks and spool, and every gateway it has heard of."""
+        assert self.spool is not None
+        spool = await self.spool.read(self.spool.reader.stats, journal=False)
+        now = time.time()
+        gateways = []
+        for name in sorted(set(self.gateways) | set(self.fleet)):
+            st = self.fleet.get(name, {})
+            devices = st.get("devices") or []
+            backlog = sum(int(b.get("pending", 0)) for b in (st.get("backlog") or {}).values())
+            gateways.append({
+                "gateway": name, "online": bool(st.get("online", False)) if st else None,
+                "status_age_s": round(now - st["received_at"], 1) if st else None,
+                "devices": len(devices), "devices_connected": sum(1 for d in devices if d.get("connected")),
+                "backlog": backlog, "dead_letters": st.get("dead_letters", 0), "uplinks": st.get("uplinks", {}),
+                "last_error": (st.get("last_error") or {}).get("message") if isinstance(st.get("last_error"), dict)
+                else st.get("last_error"),
+                "version": st.get("version"), "device_list": devices, **self._gateway(name)})
+        return {"version": __version__, "started_at": self.started_at, "group": self.config.group,
+                "broker": self.session.status() if self.session else None, "counters": dict(self.counters),
+                "uplinks": [u.status() for u in self.uplinks.values()], "spool": spool, "gateways": gateways}
+
+
+async def run(config: RelayConfig) -> int:
+    """Run a relay until SIGTERM/SIGINT; return the process exit code."""
+    import signal
+
+    from gateway.status.fleet import RelayMetrics, build_fleet_app
+    from gateway.status.server import StatusServer
+
+    relay = Relay(config)
+    metrics = RelayMetrics()
+    relay.on_latency = metrics.observe
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await relay.start()
+    server = None
+    if config.status.enabled:
+        server = StatusServer(None, config.status.host, config.status.port, config.status.password,
+                              app=build_fleet_app(relay, metrics, config.status.password))
+        try:
+            await server.start()
+        except OSError:
+            await relay.stop()
+            raise
+    await stop.wait()
+    log.info("relay stopping")
+    await relay.stop(config.drain_on_stop)
+    if server is not None:
+        await server.stop()
+    log.info("relay stopped")
+    return 0
