@@ -104,6 +104,7 @@ class BrokerSession:
         self.subscriptions: list[tuple[str, int]] = []  # subscribed again at every connect
         self._loop = asyncio.get_running_loop()
         self._pending: dict[int, asyncio.Future] = {}
+        self._unsubscribing: dict[int, asyncio.Future] = {}
         self._session_expiry = session_expiry
         self._receive_maximum = receive_maximum
         self._closing = False
@@ -121,6 +122,7 @@ class BrokerSession:
         c.on_disconnect = self._paho_disconnect
         c.on_publish = self._paho_publish
         c.on_message = self._paho_message
+        c.on_unsubscribe = self._paho_unsubscribe
         c.on_connect_fail = self._paho_connect_fail
         self._client = c
 
@@ -153,6 +155,23 @@ class BrokerSession:
             raise BrokerUnavailable(f"no PUBACK from {self.url} within {timeout or self.timeout:g} s") from None
         finally:
             self._pending.pop(info.mid, None)
+
+    async def unsubscribe(self, topic: str, timeout: float = 10.0) -> bool:
+        """Unsubscribe (and stop subscribing at reconnects); True once the broker's UNSUBACK came."""
+        self.subscriptions = [(t, q) for t, q in self.subscriptions if t != topic]
+        if not self.connected.is_set():
+            return False
+        rc, mid = self._client.unsubscribe(topic)
+        if rc != paho.MQTT_ERR_SUCCESS or mid is None:
+            return False
+        fut = self._unsubscribing[mid] = self._loop.create_future()
+        try:
+            await asyncio.wait_for(fut, timeout)
+            return True
+        except (asyncio.TimeoutError, BrokerUnavailable):
+            return False
+        finally:
+            self._unsubscribing.pop(mid, None)
 
     def ack(self, message: Received) -> bool:
         """Acknowledge a received QoS 1 message; False (and nothing sent) if its connection is gone."""
@@ -200,6 +219,9 @@ class BrokerSession:
     def _paho_publish(self, _c, _u, mid, reason, _props) -> None:
         self._loop.call_soon_threadsafe(self._published, mid, int(reason.value))
 
+    def _paho_unsubscribe(self, _c, _u, mid, _reasons, _props) -> None:
+        self._loop.call_soon_threadsafe(self._unsubscribed, mid)
+
     def _paho_message(self, _c, _u, msg: paho.MQTTMessage) -> None:
         gen = self._paho_generation  # the connection this message came on
         props = user_properties(getattr(msg, "properties", None))
@@ -234,7 +256,7 @@ class BrokerSession:
     def _down(self, why: str) -> None:
         was_up = self.connected.is_set()
         self.connected.clear()
-        for fut in self._pending.values():  # the connection is gone: their PUBACKs may never come
+        for fut in [*self._pending.values(), *self._unsubscribing.values()]:  # their answers may never come
             if not fut.done():
                 fut.set_exception(BrokerUnavailable(f"{self.url}: {why}"))
         if self._closing:
@@ -250,6 +272,11 @@ class BrokerSession:
         fut = self._pending.get(mid)
         if fut is not None and not fut.done():
             fut.set_result(code)
+
+    def _unsubscribed(self, mid: int) -> None:
+        fut = self._unsubscribing.get(mid)
+        if fut is not None and not fut.done():
+            fut.set_result(None)
 
     def _received(self, message: Received) -> None:
         self.counters["received"] += 1

@@ -247,6 +247,17 @@ class Gateway:
                     log.error("reload refused; the running configuration stays: %s", str(exc).replace("\n", " "))
                     return False
                 old = self.config
+                brokers = lambda c: {n: u for n, u in c.uplinks.items() if u.type == "mqtt"}  # noqa: E731
+                if brokers(old) != brokers(new):  # a broker session is the fleet link's for the process's life
+                    log.warning("reload: the mqtt uplinks changed; that takes effect at a restart (systemctl"
+                                " restart wearable-gateway)")
+                    new = replace(new, uplinks={**{n: u for n, u in new.uplinks.items() if u.type != "mqtt"},
+                                                **brokers(old)})
+                    lost = [n for n, u in new.uplinks.items() if u.via is not None and u.via not in self.links]
+                    if lost:
+                        log.error("reload refused; the running configuration stays: uplinks %s deliver via a"
+                                  " broker that is not running yet (restart)", ", ".join(lost))
+                        return False
                 fixed = [k for k in ("spool", "status", "timezone", "packaging", "packaging_timeout", "log_format")
                          if getattr(old, k) != getattr(new, k)]
                 if fixed:
@@ -264,7 +275,7 @@ class Gateway:
                     await self._remove_uplink(name)
                 self.config = replace(old, uplinks=new.uplinks, devices=new.devices, drain_on_stop=new.drain_on_stop)
                 logs.add_secrets(self.config.secrets())
-                added_up = [n for n in new.uplinks if n not in self.uplinks]
+                added_up = [n for n in new.uplinks if n not in self.uplinks and new.uplinks[n].type != "mqtt"]
                 for name in added_up:
                     self._add_uplink(new.uplinks[name])
                     self._start_uplink(name)

@@ -102,12 +102,32 @@ def check_uplinks(config: Config, timeout: float = 5.0) -> list[Check]:
     """Each uplink's base URL answers HTTP."""
     out = []
     for up in config.uplinks.values():
+        if up.via is not None:
+            out.append(Check(f"uplink {up.name}", OK, f"delivers via {up.via} (the relay reaches the vendor)"))
+            continue
+        if up.type == "mqtt":
+            out.append(check_broker(up.name, up.base_url, timeout))
+            continue
         try:
             r = httpx.get(up.base_url, timeout=timeout)
             out.append(Check(f"uplink {up.name}", OK, f"{up.base_url} answers (HTTP {r.status_code})"))
         except httpx.HTTPError as exc:
             out.append(Check(f"uplink {up.name}", FAIL, f"{up.base_url} unreachable: {type(exc).__name__}: {exc}"))
     return out
+
+
+def check_broker(name: str, url: str, timeout: float = 5.0) -> Check:
+    """The broker's port accepts a TCP connection (credentials are the daemon's to try)."""
+    import socket
+
+    from gateway.broker import parse_url
+
+    host, port, _ = parse_url(url)
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as exc:
+        return Check(f"uplink {name}", FAIL, f"broker {url} unreachable: {exc}")
+    return Check(f"uplink {name}", OK, f"broker {url} accepts connections")
 
 
 def run_checks(config_path: str, env: dict[str, str] | None = None) -> list[Check]:

@@ -31,6 +31,8 @@ from gateway.uplinks.base import Answer, Outcome, Uplink
 
 log = logging.getLogger(__name__)
 
+QUIET_S = 0.5  # at stop, no message for this long after leaving the group: nothing more is on its way
+
 
 class Relay:
     """Consumes the broker's package messages into a spool and delivers them with the vendor uplinks."""
@@ -144,8 +146,16 @@ class Relay:
             self.on_latency(package.uplink, seconds)
 
     async def stop(self, drain_timeout: float = 0.0) -> None:
-        """Disconnect from the broker (unacknowledged messages go to another relay), deliver, close."""
+        """Leave the shared subscription (the group's other relays take the new messages), keep and
+        acknowledge what is in hand, disconnect (the session stays: what it still holds waits for
+        this relay's return), deliver, close."""
         if self.session is not None:
+            await self.session.unsubscribe(fleet.package_filter(self.prefix, self.config.group))
+            quiet_since, seen = time.monotonic(), self.counters["received"]
+            while time.monotonic() - quiet_since < QUIET_S:  # messages the broker sent before the UNSUBACK
+                await asyncio.sleep(0.05)
+                if self.counters["received"] != seen or self._writes:
+                    quiet_since, seen = time.monotonic(), self.counters["received"]
             await self.session.close()
         if self._writes:
             await asyncio.gather(*self._writes, return_exceptions=True)

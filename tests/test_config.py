@@ -141,6 +141,17 @@ def test_the_example_configuration_is_valid():
     assert (cfg.uplinks["up"].type, cfg.uplinks["up"].credential) == ("up", "t")
 
 
+def test_the_example_relay_configuration_is_valid():
+    from gateway.config import load_relay
+    from tests.conftest import ROOT
+
+    cfg = load_relay(ROOT / "examples" / "relay.toml", env={"KARDIA_API_KEY": "k", "HUB_TOKEN": "t",
+                                                              "WG_RELAY_BROKER_PASSWORD": "p"})
+    assert (cfg.broker.url, cfg.broker.client_id, cfg.group) == ("mqtts://broker.clinic.example:8883", "relay-1",
+                                                                   "relays")
+    assert set(cfg.uplinks) == {"kardia", "hub"} and cfg.secrets() == ["k", "t", "p"]
+
+
 def test_vendor_uplinks_take_only_their_devices_and_a_band_defaults_to_minute_windows(tmp_path):
     band = """
 [spool]
@@ -267,3 +278,4 @@ def test_every_configuration_key_is_described_in_the_reference():
         assert not missing, f"uplink type {utype}: {sorted(missing)} not in docs/configuration.md"
     for table in config.TOP_KEYS:
         assert any(table in title for title in sections), table
+    assert set(config.RELAY_KEYS) <= keys_in("[relay]")
