@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import sys
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -211,7 +212,9 @@ class BrokerSession:
                                         bool(getattr(flags, "session_present", False)), self._paho_generation)
 
     def _paho_connect_fail(self, _c, _u) -> None:
-        self._loop.call_soon_threadsafe(self._down, "cannot connect (network)")
+        exc = sys.exc_info()[1]  # paho calls this from the `except OSError` of its connect
+        why = f"cannot connect: {type(exc).__name__}: {exc}" if exc else "cannot connect"
+        self._loop.call_soon_threadsafe(self._down, why)
 
     def _paho_disconnect(self, _c, _u, _flags, reason, _props) -> None:
         self._loop.call_soon_threadsafe(self._down, f"disconnected: {reason}")
@@ -262,11 +265,16 @@ class BrokerSession:
         if self._closing:
             self.state = "down"
             return
+        if self.state == "refused" and not was_up:
+            return  # the refusal said it all; paho closes the socket after it
+        error = f"broker {self.url}: {why}"
         if was_up:
             self.counters["disconnects"] += 1
-            log.warning("broker %s: %s; reconnecting", self.url, why)
-        if self.state != "refused":
-            self.state, self.last_error = "down", f"{self.url}: {why}"
+            log.warning("%s; reconnecting", error)
+        elif error != self.last_error:  # one line per new reason, not one per retry
+            self.counters["connect_failures"] += 1
+            log.error("%s; retrying with backoff, nothing is dropped", error)
+        self.state, self.last_error = "down", error
 
     def _published(self, mid: int, code: int) -> None:
         fut = self._pending.get(mid)

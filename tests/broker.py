@@ -23,11 +23,12 @@ def free_port() -> int:
 class Mosquitto:
     """One broker process; stop() and start() again keep its port and its persisted state."""
 
-    def __init__(self, directory: Path, users: dict[str, str] | None = None) -> None:
+    def __init__(self, directory: Path, users: dict[str, str] | None = None, tls: bool = False) -> None:
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
-        self.url = f"mqtt://127.0.0.1:{self.port}"
+        self.url = f"{'mqtts' if tls else 'mqtt'}://127.0.0.1:{self.port}"
+        self.ca_file: Path | None = None
         self.log = self.dir / "mosquitto.log"
         self.proc: subprocess.Popen | None = None
         # As root, mosquitto would switch to the user "mosquitto", who cannot read this directory: stay.
@@ -45,8 +46,28 @@ class Mosquitto:
             lines += ["allow_anonymous false", f"password_file {pw}"]
         else:
             lines += ["allow_anonymous true"]
+        if tls:
+            self.ca_file = self._certificates()
+            lines += [f"cafile {self.ca_file}", f"certfile {self.dir / 'server.crt'}",
+                      f"keyfile {self.dir / 'server.key'}"]
         self.conf = self.dir / "mosquitto.conf"
         self.conf.write_text("\n".join(lines) + "\n")
+
+    def _certificates(self) -> Path:
+        """A throwaway CA and a server certificate for 127.0.0.1 it signed (openssl)."""
+        d = self.dir
+
+        def openssl(*args: str) -> None:
+            subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=d)
+
+        openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
+                "-subj", "/CN=wearable-gateway test CA")
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
+                "-subj", "/CN=127.0.0.1")
+        (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+        openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+                "-out", "server.crt", "-days", "2", "-extfile", "san.ext")
+        return d / "ca.crt"
 
     def start(self, timeout: float = 30.0) -> None:
         """Start and wait until it accepts connections."""

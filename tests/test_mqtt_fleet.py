@@ -267,6 +267,11 @@ def test_three_gateways_two_relays_a_broker_restart_and_a_killed_relay_every_rec
             patients.append(patient)
         try:
             wait_for(lambda: _forwarded(relays) >= 6, 90, "the first recordings through the fleet")
+            # The fleet view while they stream: every gateway online, its device connected (retained status).
+            wait_for(lambda: sorted((g["gateway"], g["online"], g["devices_connected"]) for g in
+                                    (_json(f"http://127.0.0.1:{relays[1][1]}/api/fleet") or {}).get("gateways", [])
+                                    ) == [("room-0", True, 1), ("room-1", True, 1), ("room-2", True, 1)],
+                     30, "three gateways online with their device")
             broker.restart()  # mid-stream: gateways and relays reconnect, the broker's state survives
             wait_for(lambda: _forwarded(relays) >= 14, 90, "recordings after the broker's restart")
             relays[0][0].kill()  # mid-stream, with messages in flight to it
@@ -407,6 +412,58 @@ def test_wrong_broker_credentials_are_a_clear_status_and_the_spool_keeps_everyth
 
     spool = Spool(tmp_path / "g.db", readonly=True)
     assert spool.stats()["uplinks"]["kardia"]["pending"] == 4
+
+
+@needs_broker
+def test_over_tls_with_passwords_a_gateway_and_a_relay_deliver_and_a_wrong_ca_is_refused(tmp_path):
+    """mqtts:// with the broker's CA and user names and passwords on both sides: every recording
+    arrives once; a gateway that does not trust the broker's certificate sends nothing and says why."""
+    b = Mosquitto(tmp_path / "mosquitto", users={"room-3": "gw-pass-3", "relay-1": "relay-pass-1"}, tls=True)
+    b.start()
+    try:
+        with BackgroundServer(build_app(tmp_path / "cloud", Credentials([API_KEY]))) as server:
+            url = server.url + "/kardia"
+            patient = create_patient(url)
+            rport, gport, g2port = free_port(), free_port(), free_port()
+            (tmp_path / "r.toml").write_text(_relay_toml(tmp_path / "r.db", b.url, "relay-1", server.url, rport)
+                                             .replace('group = "vendors"', f'group = "vendors"\nusername = "relay-1"\n'
+                                                      f'password_env = "WG_RELAY_PW"\nca_file = "{b.ca_file}"'))
+            relay = Proc(["relay", "--config", str(tmp_path / "r.toml")], tmp_path / "relay.log",
+                         env={"WG_RELAY_PW": "relay-pass-1"})
+            sim = start_simulator(duration=20, speed=4, seed=80, link=tmp_path / "k.pty")
+            sim2 = start_simulator(duration=600, speed=1, seed=81, link=tmp_path / "k2.pty")
+            creds = 'username = "room-3"\npassword_env = "WG_GW_PW"\n'
+            (tmp_path / "g.toml").write_text(_gateway_toml(
+                tmp_path / "g.db", b.url, "room-3", [("kardia-3", str(tmp_path / "k.pty"), patient)], gport,
+                broker_extra=creds + f'ca_file = "{b.ca_file}"', hub=False))
+            (tmp_path / "g2.toml").write_text(_gateway_toml(  # trusts the system's CAs only
+                tmp_path / "g2.db", b.url, "room-4", [("kardia-4", str(tmp_path / "k2.pty"), patient)], g2port,
+                broker_extra=creds, hub=False, drain=1))
+            gw = Proc(["run", "--config", str(tmp_path / "g.toml")], tmp_path / "gw.log", env={"WG_GW_PW": "gw-pass-3"})
+            gw2 = Proc(["run", "--config", str(tmp_path / "g2.toml")], tmp_path / "gw2.log",
+                       env={"WG_GW_PW": "gw-pass-3"})
+            try:
+                sim.join()
+                wait_for(lambda: len(recordings(url, patient)) >= 2, 90, "both recordings over TLS")
+                wait_for(lambda: "certificate verify failed" in str((_json(f"http://127.0.0.1:{g2port}/api/status")
+                                                                     or {}).get("links")), 60, "the TLS refusal")
+                st2 = _json(f"http://127.0.0.1:{g2port}/api/status")
+                assert gw.terminate() == 0 and gw2.terminate() == 0
+            finally:
+                for p in (gw, gw2, relay):
+                    if p.proc.poll() is None:
+                        p.terminate()
+                for s_ in (sim, sim2):
+                    s_.stop.set()
+                    s_.port.close()
+            recs = recordings(url, patient)
+    finally:
+        b.stop()
+    check = reconcile(sim.sent, [np.array(r["data"]["raw"]["samples"]["leadI"]) for r in recs])
+    assert check.exact and len(recs) == 2, check.as_dict()
+    assert st2["links"][0]["state"] == "down" and st2["links"][0]["counters"].get("connects", 0) == 0
+    for p in (gw, gw2, relay):
+        assert "Traceback" not in p.text() and "pass-" not in p.text()
 
 
 @needs_broker
