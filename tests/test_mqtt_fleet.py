@@ -490,11 +490,20 @@ def test_a_relay_drops_what_is_not_a_package_and_forwards_the_rest(tmp_path, bro
             c.publish(topic, body, qos=1, properties=props).wait_for_publish(10)
             wait_for(lambda: (_json(api) or {}).get("counters", {}).get("acknowledged", 0) >= 1, 60, "the real one")
             wait_for(lambda: len(_hub_items(server.url)) == 1, 60, "the package at the hub")
+            # A well-formed package the hub uplink cannot make a request of: a dead letter, kept.
+            topic, _, props = fleet.encode("wearable-gateway", "room-7", _stored(uplink="hub", kind="kardia.recording",
+                                                                                  key="X/1/leadI/10-20"))
+            c.publish(topic, body, qos=1, properties=props).wait_for_publish(10)
+            wait_for(lambda: (_json(api) or {}).get("spool", {}).get("dead_letters") == 1, 60, "the dead letter")
             st = _json(api)
             c.loop_stop()
             c.disconnect()
+            hub_after = _hub_items(server.url)
         finally:
             relay.terminate()
     assert st["counters"]["bad_messages"] == 2 and st["counters"]["bad_status"] == 1
+    assert st["counters"]["acknowledged"] == 2 and len(hub_after) == 1
+    hub_up = next(u for u in st["uplinks"] if u["name"] == "hub")
+    assert hub_up["counters"]["dead_lettered"] == 1 and "not a hub type" in hub_up["last_error"]
     assert relay.proc.returncode == 0 and "Traceback" not in relay.text()
     assert relay.text().count("dropped a message") == 2

@@ -214,7 +214,11 @@ class Uplink:
     async def attempt(self, client, package: StoredPackage) -> Answer:
         """Send one package; what the receiver answered (HTTP: the status and its meaning)."""
         try:
-            response = await client.send(self.build_request(client, package), auth=self.auth)
+            request = self.build_request(client, package)
+        except ValueError as exc:  # a package this uplink cannot send (a relay takes what gateways made)
+            return Answer(Outcome.PERMANENT, f"cannot make the request: {exc}")
+        try:
+            response = await client.send(request, auth=self.auth)
         except httpx.HTTPError as exc:
             return Answer(Outcome.RETRY, f"{type(exc).__name__}: {exc}")
         outcome = classify(response.status_code)
