@@ -469,7 +469,8 @@ def test_over_tls_with_passwords_a_gateway_and_a_relay_deliver_and_a_wrong_ca_is
 @needs_broker
 def test_a_relay_drops_what_is_not_a_package_and_forwards_the_rest(tmp_path, broker):
     """A stranger's messages on the package topics (no properties, garbage) are counted and dropped;
-    a real package right after them is forwarded."""
+    a real package right after them is forwarded; the same one again is a replay at the hub, not a
+    second copy; one the hub uplink cannot send is a dead letter."""
     with BackgroundServer(build_app(tmp_path / "cloud", Credentials([API_KEY], humanapi_tokens=[HUB_TOKEN]))) as server:
         rport = free_port()
         (tmp_path / "r.toml").write_text(_relay_toml(tmp_path / "r.db", broker.url, "relay-1", server.url, rport))
@@ -490,6 +491,10 @@ def test_a_relay_drops_what_is_not_a_package_and_forwards_the_rest(tmp_path, bro
             c.publish(topic, body, qos=1, properties=props).wait_for_publish(10)
             wait_for(lambda: (_json(api) or {}).get("counters", {}).get("acknowledged", 0) >= 1, 60, "the real one")
             wait_for(lambda: len(_hub_items(server.url)) == 1, 60, "the package at the hub")
+            # The same package again, as a broker redelivers it after a relay died unacknowledged: a replay.
+            c.publish(topic, body, qos=1, properties=props).wait_for_publish(10)
+            wait_for(lambda: any(g["replayed"] == 1 for g in (_json(api) or {}).get("gateways", [])), 60,
+                     "the hub's replay")
             # A well-formed package the hub uplink cannot make a request of: a dead letter, kept.
             topic, _, props = fleet.encode("wearable-gateway", "room-7", _stored(uplink="hub", kind="kardia.recording",
                                                                                   key="X/1/leadI/10-20"))
@@ -502,7 +507,7 @@ def test_a_relay_drops_what_is_not_a_package_and_forwards_the_rest(tmp_path, bro
         finally:
             relay.terminate()
     assert st["counters"]["bad_messages"] == 2 and st["counters"]["bad_status"] == 1
-    assert st["counters"]["acknowledged"] == 2 and len(hub_after) == 1
+    assert st["counters"]["acknowledged"] == 3 and len(hub_after) == 1  # received twice, stored once
     hub_up = next(u for u in st["uplinks"] if u["name"] == "hub")
     assert hub_up["counters"]["dead_lettered"] == 1 and "not a hub type" in hub_up["last_error"]
     assert relay.proc.returncode == 0 and "Traceback" not in relay.text()
