@@ -300,8 +300,11 @@ def test_three_gateways_two_relays_a_broker_restart_and_a_killed_relay_every_rec
         recs = [recordings(url, p) for p in patients]
     for sim, rec in zip(sims, recs):
         check = reconcile(sim.sent, [np.array(r["data"]["raw"]["samples"]["leadI"]) for r in rec])
-        assert check.exact, check.as_dict()
-        assert len(rec) == 6 and len(sim.sent) == 60 * 300
+        # Every sample once, each recording bit-exact where it belongs. Two relays deliver a stream's
+        # recordings side by side, so they may arrive out of order (each carries its own time).
+        assert not (check.duplicates or check.unmatched or check.missing_ranges), check.as_dict()
+        assert check.delivered == len(sim.sent) == 60 * 300 and sorted(check.positions) == [3000 * i for i in range(6)]
+        assert len(rec) == 6
     ids = [h["sourceId"] for h in hub]
     assert len(ids) == 18 and len(set(ids)) == 18  # the hub got each summary once too
     # The fleet view: every gateway, offline after its SIGTERM (its last word on the status topic).
