@@ -123,14 +123,10 @@ class Relay:
 
     def _status_message(self, gateway: str, message: Received) -> None:
         try:
-            body = json.loads(message.payload)
-            if not isinstance(body, dict):
-                raise ValueError("not an object")
-        except ValueError as exc:
+            self.fleet[gateway] = {**summarise_status(json.loads(message.payload)), "received_at": time.time()}
+        except (ValueError, TypeError, AttributeError) as exc:  # another machine's JSON: anything may be in it
             self.counters["bad_status"] += 1
             log.warning("relay: bad status message from %s: %s", gateway, exc)
-            return
-        self.fleet[gateway] = {**body, "received_at": time.time()}
 
     def _answered(self, package, answer: Answer, seconds: float) -> None:
         gateway = package.stream.split("/", 1)[0]
@@ -182,17 +178,12 @@ class Relay:
         now = time.time()
         gateways = []
         for name in sorted(set(self.gateways) | set(self.fleet)):
-            st = self.fleet.get(name, {})
-            devices = st.get("devices") or []
-            backlog = sum(int(b.get("pending", 0)) for b in (st.get("backlog") or {}).values())
-            gateways.append({
-                "gateway": name, "online": bool(st.get("online", False)) if st else None,
-                "status_age_s": round(now - st["received_at"], 1) if st else None,
-                "devices": len(devices), "devices_connected": sum(1 for d in devices if d.get("connected")),
-                "backlog": backlog, "dead_letters": st.get("dead_letters", 0), "uplinks": st.get("uplinks", {}),
-                "last_error": (st.get("last_error") or {}).get("message") if isinstance(st.get("last_error"), dict)
-                else st.get("last_error"),
-                "version": st.get("version"), "device_list": devices, **self._gateway(name)})
+            st = self.fleet.get(name)
+            summary = {k: v for k, v in st.items() if k != "received_at"} if st else {
+                "online": None, "devices": 0, "devices_connected": 0, "backlog": 0, "dead_letters": 0, "uplinks": {},
+                "last_error": None, "version": None, "device_list": []}
+            gateways.append({"gateway": name, **summary,
+                             "status_age_s": round(now - st["received_at"], 1) if st else None, **self._gateway(name)})
         return {"version": __version__, "started_at": self.started_at, "group": self.config.group,
                 "broker": self.session.status() if self.session else None, "counters": dict(self.counters),
                 "uplinks": [u.status() for u in self.uplinks.values()], "spool": spool, "gateways": gateways}
@@ -229,3 +220,23 @@ async def run(config: RelayConfig) -> int:
         await server.stop()
     log.info("relay stopped")
     return 0
+
+
+def summarise_status(body: Any) -> dict[str, Any]:
+    """What the fleet page shows of a gateway's status message; ValueError/TypeError if it is not one."""
+    if not isinstance(body, dict):
+        raise ValueError("not a JSON object")
+    devices = [d for d in body.get("devices") or [] if isinstance(d, dict)]
+    backlog = sum(int(b.get("pending", 0)) for b in (body.get("backlog") or {}).values() if isinstance(b, dict))
+    error = body.get("last_error")
+    if isinstance(error, dict):
+        error = error.get("message")
+    uplinks = body.get("uplinks") or {}
+    return {"online": bool(body.get("online", False)), "devices": len(devices),
+            "devices_connected": sum(1 for d in devices if d.get("connected")), "backlog": backlog,
+            "dead_letters": int(body.get("dead_letters") or 0),
+            "uplinks": {str(k): str(v) for k, v in uplinks.items()} if isinstance(uplinks, dict) else {},
+            "last_error": None if error is None else str(error)[:500],
+            "version": None if body.get("version") is None else str(body["version"])[:40],
+            "device_list": [{k: d.get(k) for k in ("name", "driver", "connected", "down_reason", "last_data",
+                                                   "last_upload")} for d in devices[:1000]]}

@@ -515,3 +515,17 @@ def test_a_relay_drops_what_is_not_a_package_and_forwards_the_rest(tmp_path, bro
     assert hub_up["counters"]["dead_lettered"] == 1 and "not a hub type" in hub_up["last_error"]
     assert relay.proc.returncode == 0 and "Traceback" not in relay.text()
     assert relay.text().count("dropped a message") == 2
+
+
+def test_a_gateway_status_from_another_machine_is_read_defensively():
+    from gateway.relay import summarise_status
+
+    ok = summarise_status({"online": True, "devices": [{"name": "k", "connected": True}, {"name": "b"}, "junk"],
+                           "backlog": {"kardia": {"pending": 3}, "hub": {"pending": 2}, "x": 7},
+                           "last_error": {"message": "boom", "level": "ERROR"}, "uplinks": {"kardia": "ok"},
+                           "dead_letters": 1, "version": "0.1.0"})
+    assert (ok["devices"], ok["devices_connected"], ok["backlog"], ok["last_error"], ok["dead_letters"]) == (
+        2, 1, 5, "boom", 1)
+    for bad in ([1, 2], "x", {"backlog": [1]}, {"dead_letters": "many"}, {"devices": 5}):
+        with pytest.raises((ValueError, TypeError, AttributeError)):
+            summarise_status(bad)
