@@ -63,21 +63,27 @@ def _run(args: argparse.Namespace) -> int:
         config = asyncio.run(daemon.serve_config_error(path))
         if config is None:
             return 2
-    logs.setup(args.log_level or config.log_level, args.log_format or config.log_format, config.secrets())
+    return _serve(args, config, daemon.run, "cannot start")
+
+
+def _serve(args: argparse.Namespace, config, main, failure: str) -> int:
+    """Set up logging and run `main(config)` to its exit code."""
     import sqlite3
 
+    from gateway import logs
     from gateway.spool import SpoolError
 
+    logs.setup(args.log_level or config.log_level, args.log_format or config.log_format, config.secrets())
     try:
-        return asyncio.run(daemon.run(config))
+        return asyncio.run(main(config))
     except (OSError, SpoolError, sqlite3.Error) as exc:
         # The status port taken, a spool that is not one, an unwritable path: one line, exit non-zero.
-        logging.getLogger("gateway").critical("cannot start: %s", exc)
+        logging.getLogger("gateway").critical("%s: %s", failure, exc)
         return 1
 
 
 def _relay(args: argparse.Namespace) -> int:
-    from gateway import logs, relay
+    from gateway import relay
     from gateway.config import ConfigError, load_relay
 
     try:
@@ -85,16 +91,7 @@ def _relay(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
-    logs.setup(args.log_level or config.log_level, args.log_format or config.log_format, config.secrets())
-    import sqlite3
-
-    from gateway.spool import SpoolError
-
-    try:
-        return asyncio.run(relay.run(config))
-    except (OSError, SpoolError, sqlite3.Error) as exc:
-        logging.getLogger("gateway").critical("cannot start the relay: %s", exc)
-        return 1
+    return _serve(args, config, relay.run, "cannot start the relay")
 
 
 def _status(args: argparse.Namespace) -> int:

@@ -276,18 +276,22 @@ class _Checker:
         return value
 
 
-def load(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
-    """Read and validate a TOML file; raise ConfigError listing every problem."""
-    path = Path(path)
+def read_toml(path: Path) -> dict[str, Any]:
+    """A TOML file's tables; ConfigError (one problem) if it cannot be read or parsed."""
     try:
-        data = tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text())
     except FileNotFoundError:
         raise ConfigError(str(path), ["file not found"]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(str(path), [f"cannot read: {exc}"]) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(str(path), [f"not valid TOML: {exc}"]) from None
-    return parse(data, path.parent, env, source=str(path))
+
+
+def load(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
+    """Read and validate a TOML file; raise ConfigError listing every problem."""
+    path = Path(path)
+    return parse(read_toml(path), path.parent, env, source=str(path))
 
 
 RELAY_TOP_KEYS = ("relay", "spool", "status", "uplinks")
@@ -320,14 +324,7 @@ class RelayConfig:
 def load_relay(path: str | Path, env: Mapping[str, str] | None = None) -> RelayConfig:
     """Read and validate a relay's TOML file; raise ConfigError listing every problem."""
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(str(path), ["file not found"]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(str(path), [f"cannot read: {exc}"]) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(str(path), [f"not valid TOML: {exc}"]) from None
+    data = read_toml(path)
     env = os.environ if env is None else env
     c = _Checker()
     c.unknown(data, set(RELAY_TOP_KEYS), "")
