@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -109,6 +110,13 @@ async def read_all(transport, n_bytes: int, timeout: float = 30.0) -> None:
     await until_count(transport.counters, "bytes", n_bytes, timeout)
     await until(lambda: not transport.inbox.items, lambda: f"{transport.inbox.bytes} bytes still in the inbox",
                 timeout)
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def wait_for(predicate, timeout: float, what: str) -> None:

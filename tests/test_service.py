@@ -29,17 +29,11 @@ from gateway.systemd import Notifier
 from simulators.cloud.app import Credentials, build_app
 from simulators.cloud.server import BackgroundServer
 from simulators.reconcile import reconcile
-from tests.chain import API_KEY, HUB_TOKEN, config_toml, create_patient, recordings, start_simulator, wait_for
+from tests.chain import (API_KEY, HUB_TOKEN, config_toml, create_patient, free_port, recordings, start_simulator,
+                         wait_for)
 
 PY = sys.executable
 STATUS_PASSWORD = "status-pass-Kx9"
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class NotifySocket:

@@ -20,7 +20,6 @@ import contextlib
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -32,16 +31,11 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from tests.chain import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 PY = sys.executable
 API_KEY = "chaos-key"
-
-
-def free_port() -> int:
-    """A free TCP port on loopback."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_until(predicate, timeout: float, what: str, step: float = 0.05) -> None:
