@@ -56,7 +56,7 @@ def build_uplink(cfg: UplinkConfig, links: dict[str, FleetLink] | None = None) -
     if cfg.via is not None:
         if not links or cfg.via not in links:
             raise ValueError(f"uplink {cfg.name}: no fleet link {cfg.via!r}")
-        return MqttUplink(cfg.name, cfg.type, links[cfg.via], timeout=cfg.timeout, in_flight=cfg.in_flight)
+        return MqttUplink(cfg.name, links[cfg.via], timeout=cfg.timeout, in_flight=cfg.in_flight)
     if cfg.type == "kardia":
         up: Uplink = KardiaUplink(cfg.name, cfg.base_url, cfg.credential, timeout=cfg.timeout)
     elif cfg.type == "humanapi":
@@ -70,6 +70,11 @@ def build_uplink(cfg: UplinkConfig, links: dict[str, FleetLink] | None = None) -
         raise ValueError(f"unknown uplink type {cfg.type!r}")
     up.in_flight = cfg.in_flight
     return up
+
+
+def _brokers(config: Config) -> dict[str, UplinkConfig]:
+    """The mqtt uplinks of a configuration."""
+    return {n: u for n, u in config.uplinks.items() if u.type == "mqtt"}
 
 
 def build_packagers(device: DeviceConfig, config: Config) -> list[Packager]:
@@ -247,12 +252,11 @@ class Gateway:
                     log.error("reload refused; the running configuration stays: %s", str(exc).replace("\n", " "))
                     return False
                 old = self.config
-                brokers = lambda c: {n: u for n, u in c.uplinks.items() if u.type == "mqtt"}  # noqa: E731
-                if brokers(old) != brokers(new):  # a broker session is the fleet link's for the process's life
+                if _brokers(old) != _brokers(new):  # a broker session is the fleet link's for the process's life
                     log.warning("reload: the mqtt uplinks changed; that takes effect at a restart (systemctl"
                                 " restart wearable-gateway)")
                     new = replace(new, uplinks={**{n: u for n, u in new.uplinks.items() if u.type != "mqtt"},
-                                                **brokers(old)})
+                                                **_brokers(old)})
                     lost = [n for n, u in new.uplinks.items() if u.via is not None and u.via not in self.links]
                     if lost:
                         log.error("reload refused; the running configuration stays: uplinks %s deliver via a"
@@ -414,14 +418,7 @@ class Gateway:
     async def drain(self, timeout: float) -> bool:
         """Wait until every uplink's backlog is delivered (or dead-lettered); False on timeout."""
         assert self.spool is not None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            await self.spool.flush()
-            backlog = (await self.spool.read(self.spool.reader.stats, journal=False))["uplinks"]
-            if not any(backlog.get(name, {}).get("pending") for name in self.uplinks):
-                return True
-            await asyncio.sleep(0.05)
-        return False
+        return await self.spool.delivered(self.uplinks, timeout)
 
     async def status(self) -> dict[str, Any]:
         """Devices, uplinks and spool, for the CLI and status pages."""

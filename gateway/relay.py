@@ -46,7 +46,6 @@ class Relay:
         self.session: BrokerSession | None = None
         self.gateways: dict[str, dict[str, Any]] = {}  # gateway -> messages, last_message, forwarded, ...
         self.fleet: dict[str, dict[str, Any]] = {}  # gateway -> its last status message (and when it came)
-        self.latency: dict[str, list[float]] = {}  # uplink -> attempt seconds since the last scrape
         self.started_at = time.time()
         self._stops: dict[str, asyncio.Event] = {}
         self._tasks: list[asyncio.Task] = []
@@ -156,12 +155,7 @@ class Relay:
         if self._writes:
             await asyncio.gather(*self._writes, return_exceptions=True)
         if drain_timeout and self.spool is not None:
-            deadline = time.monotonic() + drain_timeout
-            while time.monotonic() < deadline:
-                backlog = (await self.spool.read(self.spool.reader.stats, journal=False))["uplinks"]
-                if not any(backlog.get(n, {}).get("pending") for n in self.uplinks):
-                    break
-                await asyncio.sleep(0.05)
+            await self.spool.delivered(self.uplinks, drain_timeout)
         for stop in self._stops.values():
             stop.set()
         await asyncio.gather(*self._tasks, return_exceptions=True)

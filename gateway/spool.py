@@ -1268,6 +1268,19 @@ class AsyncSpool:
             return None
         return await self.write(Changes())
 
+    async def delivered(self, uplinks: Iterable[str], timeout: float) -> bool:
+        """Wait until none of these uplinks has a package pending (each delivered or dead-lettered);
+        False on timeout."""
+        names = list(uplinks)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            await self.flush()
+            backlog = (await self.read(self.reader.stats, journal=False))["uplinks"]
+            if not any(backlog.get(name, {}).get("pending") for name in names):
+                return True
+            await asyncio.sleep(0.05)
+        return False
+
     # -- other calls ----------------------------------------------------------------------
 
     async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:

@@ -115,10 +115,9 @@ class FleetLink:
 class MqttUplink(Uplink):
     """Delivers one vendor uplink's packages through the fleet's broker (the relay sends them on)."""
 
-    def __init__(self, name: str, target_type: str, link: FleetLink, timeout: float = 30.0,
-                 policy: RetryPolicy | None = None, in_flight: int = 16) -> None:
+    def __init__(self, name: str, link: FleetLink, timeout: float = 30.0, policy: RetryPolicy | None = None,
+                 in_flight: int = 16) -> None:
         super().__init__(name, link.cfg.base_url, timeout, policy, in_flight)
-        self.target_type = target_type
         self.link = link
 
     def open(self):
