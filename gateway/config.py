@@ -104,6 +104,7 @@ BROKER_KEYS = ("username", "password", "password_env", "ca_file", "keepalive", "
                "topic_prefix")
 MQTT_KEYS = ("type", "base_url", "timeout", "in_flight", *BROKER_KEYS, "gateway_id", "status_interval")
 DEFAULT_TOPIC_PREFIX = "wearable-gateway"
+VIA_KEYS = ("type", "via", "timeout", "in_flight")  # a vendor uplink that delivers through a broker
 
 
 def uplink_keys(utype: str | None) -> tuple[str, ...]:
@@ -499,10 +500,11 @@ def _uplinks(c: _Checker, table: Mapping[str, Any], env: Mapping[str, str], rela
         if utype == "mqtt":
             uplinks[name] = _mqtt_uplink(c, name, up, path, env)
             continue
-        c.unknown(up, set(uplink_keys(utype)) - ({"via"} if relay else set()), path)
-        via = c.string(up, "via", path, required=False)
-        if via is not None:  # the relay holds the vendor's address and credentials
-            c.unknown(up, {"type", "via", "timeout", "in_flight"}, path)
+        via = None if relay else c.string(up, "via", path, required=False)
+        # With `via`, the relay holds the vendor's address and credentials.
+        c.unknown(up, set(VIA_KEYS) if via is not None else set(uplink_keys(utype)) - ({"via"} if relay else set()),
+                  path)
+        if via is not None:
             uplinks[name] = UplinkConfig(name, utype or "", "", timeout=c.number(up, "timeout", path, 30.0, 0.1, 600.0),
                                          in_flight=int(c.number(up, "in_flight", path, 16, 1, 256)), via=via)
             continue
