@@ -281,40 +281,110 @@ def _save_truth(path: str, truth: dict[str, list]) -> None:
 
 
 def _cloud(args: argparse.Namespace) -> int:
-    from simulators.cloud.app import PREFIXES, Credentials, build_app
-    from simulators.cloud.server import serve
+    from simulators.cloud import tls
+    from simulators.cloud.app import PREFIXES, VENDOR_HOSTS, Credentials, build_app
+    from simulators.cloud.server import bind, serve
 
-    creds = Credentials.from_env(kardia_api_keys=args.kardia_api_key, kardia_webhook_secret=args.kardia_webhook_secret,
-                                 up_tokens=args.up_token, humanapi_tokens=args.humanapi_token,
-                                 hexoskin_users=args.hexoskin_user, hexoskin_keys=args.hexoskin_key,
-                                 hexoskin_coaching=args.hexoskin_coach)
-    if args.kardia_demo_patient:
-        from simulators.cloud.kardia.store import KardiaStore, account_of
+    try:
+        creds = Credentials.from_env(kardia_api_keys=args.kardia_api_key,
+                                     kardia_webhook_secret=args.kardia_webhook_secret, up_tokens=args.up_token,
+                                     humanapi_tokens=args.humanapi_token, hexoskin_users=args.hexoskin_user,
+                                     hexoskin_keys=args.hexoskin_key, hexoskin_coaching=args.hexoskin_coach)
+        creds.hexoskin_require_signature = args.hexoskin_require_signature
+        creds.hexoskin_refuse_replays = args.hexoskin_refuse_replays
+        data_dir = _data_dir(args.data_dir)
+        listen = dict(_listen(spec) for spec in args.listen or ())
+        if (args.cert is None) != (args.key is None):
+            raise ValueError("--cert and --key go together")
+        secure = None
+        if args.cert:
+            secure = tls.own(args.cert, args.key)
+        elif args.tls:
+            names = ["localhost", "127.0.0.1", "::1", *VENDOR_HOSTS,
+                     *{h for h in [args.host, *(h for h, _ in listen.values())] if h not in ("0.0.0.0", "::", "")}]
+            secure = tls.made(data_dir / "tls", names)
+        sockets = {"": bind(args.host, args.port)}
+        for name, (host, port) in listen.items():
+            sockets[name] = bind(host, port)
+    except (ValueError, tls.TlsError) as exc:
+        print(f"wearable-sim: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"wearable-sim: cannot listen: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    ports = {sock.getsockname()[1]: name for name, sock in sockets.items() if name}
+    try:
+        if args.kardia_demo_patient:
+            from simulators.cloud.kardia.store import KardiaStore, account_of
 
-        store = KardiaStore(os.path.join(args.data_dir, "kardia.db"))
-        try:
-            store.ensure_patient(account_of(creds.kardia_api_keys[0]), args.kardia_demo_patient,
-                                 {"mrn": "DEMO-1", "dob": "1970-01-01", "email": "demo@example.com",
-                                  "firstname": "Demo"})
-        finally:
-            store.close()
-    app = build_app(args.data_dir, creds)
-    host = args.host if ":" not in args.host else f"[{args.host}]"
-    print(f"wearable-sim cloud on http://{host}:{args.port}, data in {os.path.abspath(args.data_dir)}", flush=True)
+            store = KardiaStore(data_dir / "kardia.db")
+            try:
+                store.ensure_patient(account_of(creds.kardia_api_keys[0]), args.kardia_demo_patient,
+                                     {"mrn": "DEMO-1", "dob": "1970-01-01", "email": "demo@example.com",
+                                      "firstname": "Demo"})
+            finally:
+                store.close()
+        app = build_app(data_dir, creds, ports=ports)
+    except ValueError as exc:
+        print(f"wearable-sim: {exc}", file=sys.stderr)
+        return 2
+    scheme = "https" if secure else "http"
+
+    def url(sock) -> str:
+        host, port = sock.getsockname()[:2]
+        return f"{scheme}://{host if ':' not in host else f'[{host}]'}:{port}"
+
+    base = url(sockets[""])
+    print(f"wearable-sim cloud on {base}, data in {data_dir.resolve()}", flush=True)
     for name, prefix in PREFIXES.items():
-        print(f"  {name:8} http://{host}:{args.port}{prefix}", flush=True)
+        own = f"; at its root on {url(sockets[name])}" if name in sockets else ""
+        print(f"  {name:8} {base}{prefix}{own}", flush=True)
+    hosts = ", ".join(f"{h} ({n})" for h, n in VENDOR_HOSTS.items())
+    print(f"  at the vendors' roots for their host names: {hosts}", flush=True)
+    if secure and secure.ca_file:
+        print(f"  TLS: trust the CA in {secure.ca_file}", flush=True)
     print(f"  Kardia API key(s): {', '.join(creds.kardia_api_keys)}  (HTTP Basic user, empty password);"
           f" webhook secret: {creds.kardia_webhook_secret}", flush=True)
     print(f"  UP token(s): {', '.join(creds.up_tokens)}  (Bearer)", flush=True)
-    print(f"  Human API token(s): {', '.join(creds.humanapi_tokens)}  (Bearer)", flush=True)
+    print(f"  Human API token(s): {', '.join(creds.humanapi_tokens)}, demo  (Bearer)", flush=True)
+    signing = "required" if creds.hexoskin_require_signature else "checked when sent"
     print(f"  Hexoskin users: {', '.join(u.rsplit(':', 1)[0] if u.count(':') > 1 else u for u in creds.hexoskin_users)}"
-          f" (HTTP Basic e-mail:password); API keys: {', '.join(creds.hexoskin_keys)} (PUBLIC:PRIVATE)", flush=True)
-    try:
-        serve(app, args.host, args.port)
-    except OSError as exc:
-        print(f"wearable-sim: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
-        return 2
+          f" (HTTP Basic e-mail:password); API keys: {', '.join(creds.hexoskin_keys)} (PUBLIC:PRIVATE),"
+          f" signatures {signing}", flush=True)
+    serve(app, list(sockets.values()), secure)
     return 0
+
+
+def _data_dir(text: str) -> Path:
+    """The emulators' data directory, made if missing; ValueError if it cannot be."""
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"--data-dir {text}: not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"--data-dir {text}: {exc.strerror or exc}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ValueError(f"--data-dir {text}: not writable")
+    return path
+
+
+def _listen(spec: str) -> tuple[str, tuple[str, int]]:
+    """NAME=HOST:PORT of --listen."""
+    from simulators.cloud.app import PREFIXES
+
+    name, sep, address = spec.partition("=")
+    host, _, port = address.rpartition(":")
+    if not sep or name not in PREFIXES or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"--listen {spec!r}: give EMULATOR=HOST:PORT, EMULATOR one of {', '.join(PREFIXES)}")
+    return name, (host.strip("[]") or "127.0.0.1", int(port))
+
+
+def _port_number(text: str) -> int:
+    """A TCP port for argparse (0: any free one)."""
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0-65535)")
+    return int(text)
 
 
 def _add_port_and_timing(p: argparse.ArgumentParser) -> None:
@@ -540,9 +610,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     cloud = sub.add_parser("cloud", help="serve every cloud emulator",
                            description="Serve the vendor API emulators on one port, each under its prefix.")
-    cloud.add_argument("--port", type=int, default=8080)
+    cloud.add_argument("--port", type=_port_number, default=8080, help="default 8080; 0 picks a free one")
     cloud.add_argument("--host", default="127.0.0.1", help="default loopback; 0.0.0.0 exposes it to the LAN")
     cloud.add_argument("--data-dir", required=True, help="where the emulators keep their SQLite stores")
+    cloud.add_argument("--listen", action="append", metavar="EMULATOR=HOST:PORT",
+                       help="also serve one emulator at its vendor's root on this address, e.g."
+                            " hexoskin=127.0.0.1:8443 (repeatable)")
+    sec = cloud.add_argument_group("TLS")
+    sec.add_argument("--tls", action="store_true",
+                     help="serve HTTPS with a certificate from a CA kept in DATA_DIR/tls (printed: trust it once)")
+    sec.add_argument("--cert", help="serve HTTPS with this certificate chain (PEM) instead")
+    sec.add_argument("--key", help="the private key of --cert (PEM)")
     cloud.add_argument("--kardia-api-key", action="append",
                        help="an accepted Kardia API key, one account each (repeatable; env WEARABLE_SIM_KARDIA_API_KEY)")
     cloud.add_argument("--kardia-webhook-secret", help="HMAC secret of webhook signatures"
@@ -559,6 +637,10 @@ def build_parser() -> argparse.ArgumentParser:
     cloud.add_argument("--hexoskin-coach", action="append",
                        help="COACH_EMAIL>ATHLETE_EMAIL: the coach sees the athlete's data (repeatable;"
                             " env WEARABLE_SIM_HEXOSKIN_COACH)")
+    cloud.add_argument("--hexoskin-require-signature", action="store_true",
+                       help="refuse Hexoskin requests without an API-key signature (default: checked when sent)")
+    cloud.add_argument("--hexoskin-refuse-replays", action="store_true",
+                       help="refuse a signed Hexoskin write sent again with the same signature and body")
     cloud.add_argument("--kardia-demo-patient", metavar="ID",
                        help="make sure a Kardia patient with this id exists in the first account (demo installs)")
     cloud.set_defaults(func=_cloud)

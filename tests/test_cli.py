@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -121,6 +122,92 @@ def test_cloud_command_serves_every_emulator_and_keeps_their_data_across_restart
         assert r.json()["value"] == 61
     finally:
         stop(proc)
+
+
+@pytest.mark.parametrize("args, env, message", [
+    (["--port", "99999"], {}, "argument --port: '99999' is not a port number"),
+    (["--data-dir", "{file}"], {}, "not a directory"),
+    (["--listen", "nobody=127.0.0.1:1"], {}, "give EMULATOR=HOST:PORT"),
+    (["--cert", "/nonexistent.pem", "--key", "/nonexistent.key"], {}, "/nonexistent.pem: no such file"),
+    (["--cert", "/nonexistent.pem"], {}, "--cert and --key go together"),
+    ([], {"WEARABLE_SIM_KARDIA_API_KEY": ","}, "WEARABLE_SIM_KARDIA_API_KEY names no entry"),
+    ([], {"WEARABLE_SIM_KARDIA_API_KEY": "a:b"}, "cannot contain ':'"),
+    ([], {"WEARABLE_SIM_HEXOSKIN_USER": "no-password"}, "a Hexoskin user is EMAIL:PASSWORD"),
+    ([], {"WEARABLE_SIM_HEXOSKIN_KEY": "public-only"}, "a Hexoskin API key is PUBLIC:PRIVATE"),
+    ([], {"WEARABLE_SIM_HEXOSKIN_COACH": "a@x>b@x"}, "coaching 'a@x>b@x' names an unknown user"),
+    ([], {"WEARABLE_SIM_UP_TOKEN": ":u_1"}, "an UP token is TOKEN"),
+    ([], {"WEARABLE_SIM_HUMANAPI_TOKEN": " "}, "WEARABLE_SIM_HUMANAPI_TOKEN names no entry"),
+])
+def test_cloud_command_refuses_misuse_with_one_line(tmp_path, args, env, message):
+    (tmp_path / "file").write_text("")
+    args = [a.replace("{file}", str(tmp_path / "file")) for a in args]
+    proc = subprocess.run([PY, "-m", "simulators.cli", "cloud", "--port", "0", "--data-dir", str(tmp_path / "d"),
+                           *args], env={**os.environ, **env}, capture_output=True, text=True, timeout=60)
+    # One line says it (argparse puts its usage above it).
+    assert proc.returncode == 2 and message in proc.stderr.strip().splitlines()[-1], proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_cloud_command_one_hexoskin_user_of_ones_own_starts(tmp_path):
+    """The default coaching names the default users; replacing them must not break the start."""
+    port = free_port()
+    proc = subprocess.Popen([PY, "-m", "simulators.cli", "cloud", "--port", str(port), "--data-dir", str(tmp_path)],
+                            env={**os.environ, "WEARABLE_SIM_HEXOSKIN_USER": "me@example.com:pw"},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        r = _wait_get(f"http://127.0.0.1:{port}/hexoskin/api/v1/account/", auth=("me@example.com", "pw"))
+        assert r.status_code == 200 and r.json()["objects"][0]["email"] == "me@example.com"
+    finally:
+        proc.terminate()
+        proc.wait(20)
+
+
+def _wait_get(url: str, **kwargs) -> httpx.Response:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            return httpx.get(url, timeout=5, **kwargs)
+        except httpx.TransportError:
+            assert time.monotonic() < deadline, f"nothing answers at {url}"
+            time.sleep(0.1)
+
+
+def test_cloud_command_over_tls_at_the_vendor_roots(tmp_path):
+    """--tls prints the CA to trust; each vendor's host name and a --listen port reach its emulator at its root."""
+    port, own = free_port(), free_port()
+    proc = subprocess.Popen([PY, "-m", "simulators.cli", "cloud", "--port", str(port), "--data-dir", str(tmp_path),
+                             "--tls", "--listen", f"hexoskin=127.0.0.1:{own}"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        banner = ""
+        while "Hexoskin users" not in banner:
+            line = proc.stdout.readline()
+            assert line, f"the cloud emulator exited early:\n{banner}"
+            banner += line
+        ca = tmp_path / "tls" / "ca.pem"
+        trust = ssl.create_default_context(cafile=str(ca))
+        assert f"trust the CA in {ca}" in banner and f"at its root on https://127.0.0.1:{own}" in banner
+        base = f"https://127.0.0.1:{port}"
+        _wait_get(base + "/", verify=trust)
+        with pytest.raises(httpx.ConnectError):  # not trusted without the CA
+            httpx.get(base + "/", timeout=5)
+        athlete = ("athlete@hexoskin.com", "hexoskin")
+        at_root = httpx.get(f"https://127.0.0.1:{own}/api/v1/user/", auth=athlete, verify=trust).json()
+        prefixed = httpx.get(base + "/hexoskin/api/v1/user/", auth=athlete, verify=trust).json()
+        by_host = httpx.get(base + "/api/v1/user/", auth=athlete, verify=trust,
+                            headers={"Host": "api.hexoskin.com"}).json()
+        assert at_root["objects"][0]["resource_uri"].startswith("/api/v1/user/")
+        assert by_host == at_root
+        assert prefixed["objects"][0]["resource_uri"] == "/hexoskin" + at_root["objects"][0]["resource_uri"]
+        for host, path in [("api.kardia.com", "/v1/patients"), ("eu-api.kardia.com", "/v1/patients"),
+                           ("jawbone.com", "/nudge/api/v.1.1/users/@me/cardiac_events"),
+                           ("api.humanapi.co", "/v1/human")]:
+            r = httpx.get(base + path, verify=trust, headers={"Host": host})
+            assert r.status_code == 401, (host, r.status_code, r.text)  # the vendor's app, asking who you are
+        assert httpx.get(base + "/v1/patients", verify=trust).status_code == 404  # no such path at the root
+    finally:
+        proc.terminate()
+        proc.wait(20)
 
 
 def test_demo_runs_the_whole_chain_and_reports_json(tmp_path):

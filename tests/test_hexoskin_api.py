@@ -30,10 +30,31 @@ KEYS = ["pub:priv", "pub-other:priv-other:other@hexoskin.com"]
 def emu(tmp_path):
     clock = ManualClock(NOW)
     store = HexoskinStore(tmp_path / "hexoskin.db")
+    # The strict form (wearable-sim cloud --hexoskin-require-signature --hexoskin-refuse-replays).
     app = create_app(store, users=USERS, keys=KEYS, coaching=["coach@hexoskin.com>athlete@hexoskin.com"],
-                     clock=clock)
+                     require_signature=True, refuse_replays=True, clock=clock)
     with BackgroundServer(app) as server:  # over loopback, as any client reaches the vendor
         yield server, clock, store
+    store.close()
+
+
+def test_by_default_basic_alone_works_and_a_repeated_signed_create_is_stored_twice(tmp_path):
+    """The document's curl lines send Basic only; the official client's example repeats a create."""
+    store = HexoskinStore(tmp_path / "hexoskin.db")
+    with BackgroundServer(create_app(store, users=USERS, keys=KEYS)) as server:
+        basic_only = signed(server, ("athlete@hexoskin.com", "hexoskin"))
+        assert basic_only.get("/api/v1/account/").json()["objects"][0]["email"] == "athlete@hexoskin.com"
+        assert signed(server, ("athlete@hexoskin.com", "nope")).get("/api/v1/account/").status_code == 401
+        c = signed(server, HexoskinAuth("athlete@hexoskin.com", "hexoskin", "pub", "priv", clock=lambda: NOW))
+        assert c.get("/api/v1/account/").status_code == 401  # a signature, when sent, must be fresh
+        c = signed(server, HexoskinAuth("athlete@hexoskin.com", "hexoskin", "pub", "priv"))
+        first = c.post("/api/v1/range/", json={"name": "run", "start": START, "end": START + 256})
+        replay = signed(server, None).post("/api/v1/range/", content=first.request.content,
+                                           headers=dict(first.request.headers))
+        assert first.status_code == replay.status_code == 201
+        assert len(basic_only.get("/api/v1/range/").json()["objects"]) == 2
+        bad = signed(server, HexoskinAuth("athlete@hexoskin.com", "hexoskin", "pub", "wrong"))
+        assert bad.get("/api/v1/account/").json() == {"error": "API signature failed."}
     store.close()
 
 

@@ -25,11 +25,16 @@ def clock() -> ManualClock:
     return ManualClock(NOW)
 
 
-@pytest.fixture
-def auth(clock) -> Authenticator:
+def _auth(clock, **policy) -> Authenticator:
     return Authenticator({"athlete@hexoskin.com": "hexoskin", "coach@example.com": "coach-pass"},
                          {"pub-app": ApiKey("priv-app"), "pub-coach": ApiKey("priv-coach", "coach@example.com")},
-                         clock=clock)
+                         clock=clock, **policy)
+
+
+@pytest.fixture
+def auth(clock) -> Authenticator:
+    """The strict form: signatures required, replays refused (both flags of wearable-sim cloud)."""
+    return _auth(clock, require_signature=True, refuse_replays=True)
 
 
 def test_signature_is_sha1_of_key_timestamp_url_in_that_order():
@@ -103,3 +108,27 @@ def test_unsigned_partial_or_unknown_keys(auth):
         auth.authenticate(URL, hx.signed_headers("pub-app", "priv-app", URL, NOW))  # an app key names nobody
     relaxed = Authenticator({"athlete@hexoskin.com": "hexoskin"}, {}, require_signature=False)
     assert relaxed.authenticate(URL, creds) == "athlete@hexoskin.com"
+
+
+def test_by_default_basic_alone_is_enough_and_a_sent_signature_is_still_checked(clock):
+    """The document's curl examples send Basic alone; a signature, when sent, must be right and fresh."""
+    auth = _auth(clock)
+    creds = basic("athlete@hexoskin.com", "hexoskin")
+    assert auth.authenticate(URL, creds) == "athlete@hexoskin.com"
+    assert auth.authenticate(URL, creds, "POST", b"{}") == "athlete@hexoskin.com"
+    with pytest.raises(AuthError, match="API signature failed."):
+        auth.authenticate(URL, {**creds, **hx.signed_headers("pub-app", "priv-app", URL + "&x=1", NOW)})
+    with pytest.raises(AuthError, match="stale signature"):
+        auth.authenticate(URL, {**creds, **hx.signed_headers("pub-app", "priv-app", URL, NOW - 400)})
+    with pytest.raises(AuthError, match="wrong e-mail or password"):
+        auth.authenticate(URL, basic("athlete@hexoskin.com", "nope"))
+    with pytest.raises(AuthError, match="authentication required"):
+        auth.authenticate(URL, {})
+
+
+def test_by_default_a_repeated_signed_create_is_accepted(clock):
+    """Two identical signed creates in one second (the official client's example does this) both pass."""
+    auth = _auth(clock)
+    signed = {**basic("athlete@hexoskin.com", "hexoskin"), **hx.signed_headers("pub-app", "priv-app", URL, NOW)}
+    for _ in range(2):
+        assert auth.authenticate(URL, signed, "POST", b'{"name": "r"}') == "athlete@hexoskin.com"

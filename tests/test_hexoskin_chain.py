@@ -128,7 +128,7 @@ async def test_shirt_session_reaches_the_hexoskin_api_sample_exact(tmp_path):
 
     # One record: the session, from its first sample to just after its last.
     assert records["meta"]["total_count"] == 1
-    assert rec["device"] == "/api/v1/device/HXSKIN12000001/" and rec["start"] == start
+    assert rec["device"] == "/hexoskin/api/v1/device/HXSKIN12000001/" and rec["start"] == start
     assert rec["end"] == start + 60 * TICKS and rec["user"]["email"] == EMAIL
 
     ecg, ecg_ts = truth["leadI"], truth["leadI_ts"]
@@ -137,7 +137,7 @@ async def test_shirt_session_reaches_the_hexoskin_api_sample_exact(tmp_path):
     # 1. JSON over a short window: every sample and every HexoTimestamp.
     got = np.array(short[0]["data"]["4113"])
     inside = (ecg_ts >= window[0]) & (ecg_ts < window[1])
-    assert short[0]["user"].startswith("/api/v1/user/")
+    assert short[0]["user"].startswith("/hexoskin/api/v1/user/")  # URIs carry the layout they came by
     np.testing.assert_array_equal(got[:, 0], ecg_ts[inside])
     np.testing.assert_array_equal(got[:, 1], ecg[inside])
     # ...and every other channel of the record, each at its own rate.

@@ -24,13 +24,16 @@ def bind(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
 class BackgroundServer:
     """uvicorn serving `app` on a loopback port from a thread; `url` is its base URL."""
 
-    def __init__(self, app: ASGIApp, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, app: ASGIApp, host: str = "127.0.0.1", port: int = 0, secure=None,
+                 extra: list[socket.socket] = ()) -> None:
         self._sock = bind(host, port)
+        self._extra = list(extra)
         self.host, self.port = self._sock.getsockname()[:2]
-        self.url = f"http://{host}:{self.port}"
+        self.url = f"{'https' if secure else 'http'}://{host}:{self.port}"
         # "auto": apps without a lifespan (a bare ASGI callable in a test) are served too.
-        self._server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="auto"))
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]},
+        self._server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="auto",
+                                                     **_tls_options(secure)))
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock, *self._extra]},
                                         name="emulator", daemon=True)
 
     def start(self, timeout: float = 10.0) -> "BackgroundServer":
@@ -47,7 +50,8 @@ class BackgroundServer:
         """Shut down and wait for the thread."""
         self._server.should_exit = True
         self._thread.join(timeout=10)
-        self._sock.close()
+        for sock in (self._sock, *self._extra):
+            sock.close()
 
     def __enter__(self) -> "BackgroundServer":
         return self.start()
@@ -56,7 +60,10 @@ class BackgroundServer:
         self.stop()
 
 
-def serve(app: ASGIApp, host: str, port: int) -> None:
-    """Serve in the foreground until SIGINT/SIGTERM."""
-    sock = bind(host, port)
-    uvicorn.Server(uvicorn.Config(app, log_level="info", lifespan="on")).run(sockets=[sock])
+def _tls_options(secure) -> dict:
+    return {"ssl_certfile": secure.cert_file, "ssl_keyfile": secure.key_file} if secure else {}
+
+
+def serve(app: ASGIApp, sockets: list[socket.socket], secure=None) -> None:
+    """Serve on these listening sockets in the foreground until SIGINT/SIGTERM (`secure`: a tls.ServerTls)."""
+    uvicorn.Server(uvicorn.Config(app, log_level="info", lifespan="on", **_tls_options(secure))).run(sockets=sockets)

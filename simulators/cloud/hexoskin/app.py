@@ -94,7 +94,7 @@ class HexoskinEmulator:
 
     def __init__(self, store: HexoskinStore, users: Iterable[str] = DEFAULT_USERS,
                  coaching: Iterable[str] = DEFAULT_COACHING, keys: Iterable[str] = DEFAULT_KEYS,
-                 require_signature: bool = True, clock=now) -> None:
+                 require_signature: bool = False, refuse_replays: bool = False, clock=now) -> None:
         self.store = store
         self.clock = clock
         self._upload_lock = threading.Lock()
@@ -108,7 +108,7 @@ class HexoskinEmulator:
                 raise ValueError(f"coaching {spec!r} names an unknown user")
             store.let_see(c.id, a.id)
         self.auth = Authenticator({e: p for e, (p, _, _) in accounts.items()}, parse_keys(keys), require_signature,
-                                  clock=clock)
+                                  refuse_replays=refuse_replays, clock=clock)
         self._cache: OrderedDict[tuple, tuple[int, float, Response]] = OrderedDict()
         routes = [Route("/api/v1/{resource}/", self.endpoint, methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]),
                   Route("/api/v1/{resource}/{oid}/", self.endpoint,
@@ -124,6 +124,7 @@ class HexoskinEmulator:
 
     async def endpoint(self, request: Request) -> Response:
         """Every resource: authenticate, apply the method rules, answer (errors as {"error": ...})."""
+        root = tp.ROOT.set(request.scope.get("root_path", ""))
         try:
             body = b"" if request.method in ("GET", "HEAD") else await read_body(request)
             email = self.auth.authenticate(self._received_url(request), request.headers, request.method, body)
@@ -139,6 +140,8 @@ class HexoskinEmulator:
             return _error(exc.status, str(exc))
         except (tp.QueryError, fmt.UploadError) as exc:
             return _error(400, str(exc))
+        finally:
+            tp.ROOT.reset(root)
 
     @staticmethod
     def _received_url(request: Request) -> str:
@@ -180,6 +183,11 @@ class HexoskinEmulator:
             self.store.delete(res.name, oid)
             return Response(status_code=204)
         return self._update(user, res, obj, body, partial=method == "PATCH")
+
+    @staticmethod
+    def _absolute(request: Request, path: str) -> str:
+        """An absolute URL of a path on the host the request came to."""
+        return f"{request.url.scheme}://{request.url.netloc}{path}"
 
     @staticmethod
     def _oid(text: str) -> int:
@@ -328,7 +336,7 @@ class HexoskinEmulator:
             fields["last_upload"] = self.clock()
         oid = self.store.create(res.name, user.id, fields)
         obj = self._detail_object(user, res, oid)
-        location = str(request.url).split(hx.API_PREFIX)[0] + R.uri(res.name, oid)
+        location = self._absolute(request, R.uri(res.name, oid))
         return JSONResponse(self._show(user, res.name, obj), status_code=201, headers={"Location": location})
 
     @staticmethod
@@ -398,7 +406,7 @@ class HexoskinEmulator:
         raw = self.store.get("record", rec["id"])  # as stored: a computed status is not kept
         ends = [int(ts[-1]) + (hx.DATATYPES[d].hexo_freq or 1) for d, (ts, _) in series.items() if len(ts)]
         rec_body = {**raw, "end": max([raw.get("end") or raw["start"], *ends]), "last_upload": self.clock()}
-        location = str(request.url).split(hx.API_PREFIX)[0] + R.uri("record", rec["id"])
+        location = self._absolute(request, R.uri("record", rec["id"]))
         answer = json.dumps({"record": R.uri("record", rec["id"]),
                              "points": {str(d): len(ts) for d, (ts, _) in series.items()}})
         self.store.add_chunks(user.id, rec["id"], series, rec_body,
@@ -531,7 +539,7 @@ class HexoskinEmulator:
         timerange = {"end": end, "start": start, "user": R.uri("user", owner)}
         metrics = [rep.metric_object(i, computer.value(i), about_uri, timerange) for i in ids]
         return JSONResponse({"count": 1, "data": [metrics], "name": "", "outputtype": "list",
-                             kind: self._show(user, kind, about), "report": f"{hx.API_PREFIX}templatereport/None/",
+                             kind: self._show(user, kind, about), "report": R.uri("templatereport", "None"),
                              "title": ""})
 
 

@@ -2,13 +2,15 @@
 
 - Basic, when sent, must be right; it names the user.
 - A signature, when sent, must match the exact URL the request reached (query string
-  included) and a timestamp within +-SIGNATURE_WINDOW_S of the emulator's clock. A write
-  (POST, PUT, PATCH, DELETE) is accepted once per signature and body: a replay within the
-  window is refused (the window bounds the memory this takes). The signature covers only key,
-  second and URL, so two different bodies posted to one URL in the same second sign alike and
-  must both pass; and a replayed read changes nothing, so reads are not replay-checked.
+  included) and a timestamp within +-SIGNATURE_WINDOW_S of the emulator's clock.
   A key may be bound to a user, so a signed request without Basic is that user's.
 - `require_signature` (the document: "all requests must be signed") refuses unsigned requests.
+  Off by default: the document's own curl examples send Basic alone.
+- `refuse_replays` (off by default; the document has no such rule, and a client may send the
+  same create twice in a second): a write (POST, PUT, PATCH, DELETE) is accepted once per
+  signature and body within the window (which bounds the memory this takes). The signature
+  covers only key, second and URL, so two different bodies posted to one URL in the same
+  second sign alike and both pass; reads are never replay-checked.
 Every refusal is a 401 with the reason; nothing here knows HTTP frameworks.
 """
 
@@ -43,11 +45,13 @@ class ApiKey:
 class Authenticator:
     """Checks one request's credentials; returns the user's e-mail."""
 
-    def __init__(self, users: Mapping[str, str], keys: Mapping[str, ApiKey], require_signature: bool = True,
-                 window_s: float = SIGNATURE_WINDOW_S, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, users: Mapping[str, str], keys: Mapping[str, ApiKey], require_signature: bool = False,
+                 window_s: float = SIGNATURE_WINDOW_S, clock: Callable[[], float] = time.time,
+                 refuse_replays: bool = False) -> None:
         self.users = dict(users)
         self.keys = dict(keys)
         self.require_signature = require_signature
+        self.refuse_replays = refuse_replays
         self.window_s = window_s
         self.clock = clock
         self._seen: OrderedDict[str, float] = OrderedDict()  # signature + body digest -> when used
@@ -104,7 +108,7 @@ class Authenticator:
             raise AuthError(f"stale signature: {hx.TIMESTAMP_HEADER} is more than {self.window_s:g} s from now")
         if not hmac.compare_digest(sig.lower(), hx.signature(key.private, int(stamp), url)):
             raise AuthError("API signature failed.")
-        if body is not None:
+        if body is not None and self.refuse_replays:
             self._forget(now)
             seen = sig.lower() + hashlib.sha256(body).hexdigest()
             if seen in self._seen:

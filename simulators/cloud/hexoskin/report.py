@@ -27,6 +27,7 @@ from scipy import signal
 
 from gateway.analysis import breathing, heart_rate, hrv, qrs, quality
 from gateway.vendors import hexoskin as hx
+from simulators.cloud.hexoskin import resources as R
 
 Series = tuple[np.ndarray, np.ndarray]
 HRV_MIN_BEATS = 128
@@ -179,7 +180,7 @@ class Computer:
 def metric_object(metric_id: int, value: Any, about_uri: str, timerange: dict[str, Any]) -> dict[str, Any]:
     """One entry of a report's `data`, in the document's shape."""
     m = METRICS[metric_id]
-    uri = f"{hx.API_PREFIX}metric/{m.id}/"
+    uri = R.uri("metric", m.id)
     out: dict[str, Any] = {"metric": uri, "name": m.name, "outputtype": "value", "record": about_uri,
                            "timerange": timerange, "title": m.title, "uri": uri}
     if metric_id == 45:
@@ -195,4 +196,4 @@ def metric_object(metric_id: int, value: Any, about_uri: str, timerange: dict[st
 def metric_resource(m: Metric) -> dict[str, Any]:
     """A metric as the `metric` resource lists it."""
     return {"id": m.id, "name": m.name, "title": m.title, "unit": m.unit, "zones": list(m.zones),
-            "outputtype": "histogram" if m.id == 45 else "value", "resource_uri": f"{hx.API_PREFIX}metric/{m.id}/"}
+            "outputtype": "histogram" if m.id == 45 else "value", "resource_uri": R.uri("metric", m.id)}

@@ -13,23 +13,20 @@ from datetime import datetime, timezone
 from typing import Any
 
 from gateway.vendors import hexoskin as hx
-from simulators.cloud.hexoskin.tastypie import Field
+from simulators.cloud.hexoskin.tastypie import ROOT, Field, ref_tail
 
 TS_OPS = ("exact", "range", "gt", "gte", "lt", "lte")
 RECORD_IDLE_S = 600  # a record with no upload for this long is `complete`, else `realtime`
 
 
-def uri(resource: str, oid: Any) -> str:
-    """/api/v1/<resource>/<id>/."""
-    return f"{hx.API_PREFIX}{resource}/{oid}/"
+def uri(resource: str, oid: Any = None) -> str:
+    """<root>/api/v1/<resource>/<id>/ (the list view without an id)."""
+    return f"{ROOT.get()}{hx.API_PREFIX}{resource}/" + (f"{oid}/" if oid is not None else "")
 
 
 def ref_id(value: object, resource: str) -> int | None:
     """The id in a reference given as a URI (`/api/v1/<resource>/<id>/`) or a bare id; None if neither."""
-    text = str(value)
-    prefix = f"{hx.API_PREFIX}{resource}/"
-    if text.startswith(prefix):
-        text = text[len(prefix):].rstrip("/")
+    text = ref_tail(str(value), resource)
     return int(text) if text.isdigit() and not isinstance(value, bool) else None
 
 

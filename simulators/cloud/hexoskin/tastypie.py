@@ -15,10 +15,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
+API_PREFIX = "/api/v1/"
+# The path the API is served under for this request ("" at the vendor's root, "/hexoskin" in the
+# prefix layout): every URI written carries it, so a client can follow them in either layout.
+ROOT: ContextVar[str] = ContextVar("tastypie_root", default="")
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 1000
 OPS = ("exact", "in", "range", "gt", "gte", "lt", "lte")
@@ -56,11 +61,15 @@ class ListQuery:
     offset: int
 
 
+def ref_tail(text: str, resource: str) -> str:
+    """What follows `/api/v1/<resource>/` in a URI of either layout, without the slash; the text if not one."""
+    head, sep, tail = text.partition(f"{API_PREFIX}{resource}/")
+    return tail.rstrip("/") if sep and head in ("", ROOT.get()) else text
+
+
 def _value(name: str, field: Field, text: str) -> Any:
     if field.refers_to:
-        prefix = f"/api/v1/{field.refers_to}/"
-        if text.startswith(prefix):
-            text = text[len(prefix):].rstrip("/")
+        text = ref_tail(text, field.refers_to)
     try:
         return field.kind(text)
     except ValueError:

@@ -54,6 +54,8 @@ def parse_tokens(specs: Iterable[str]) -> dict[str, str]:
     out = {}
     for spec in specs:
         token, _, human = spec.partition(":")
+        if not token.strip():
+            raise ValueError(f"a Human API token is TOKEN[:HUMAN_ID] with a token, not {spec!r}")
         out[token] = human or "h_" + hashlib.sha256(token.encode()).hexdigest()[:22]
     return out
 

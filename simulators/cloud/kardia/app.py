@@ -164,6 +164,8 @@ def create_app(store: KardiaStore, api_keys: Iterable[str], webhooks: WebhookDel
     wake = webhooks.wake if webhooks else (lambda: None)
     if not accounts:
         raise ValueError("the Kardia emulator needs at least one API key")
+    if any(":" in key for key in accounts):
+        raise ValueError("a Kardia API key is an HTTP Basic user name: it cannot contain ':'")
 
     def account(request: Request) -> str:
         user = basic_user(request)

@@ -57,6 +57,8 @@ def parse_tokens(specs: Iterable[str]) -> dict[str, tuple[str, str]]:
     for spec in specs:
         token, _, rest = spec.partition(":")
         user, _, client = rest.partition(":")
+        if not token.strip():
+            raise ValueError(f"an UP token is TOKEN[:USER_XID[:CLIENT_ID]] with a token, not {spec!r}")
         digest = hashlib.sha256(token.encode()).hexdigest()
         out[token] = (user or "u_" + digest[:20], client or "c_" + digest[20:36])
     return out
