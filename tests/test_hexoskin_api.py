@@ -194,7 +194,10 @@ def test_every_filter_and_ordering(emu):
     assert ids("order_by=-start") == made[::-1]
     assert ids("order_by=device,-start") == [made[2], made[0], made[1], made[3]]
     assert ids("order_by=-device,start&limit=2") == [made[3], made[1]]
-    for bad, message in [("colour=red", "no filter on 'colour'"), ("device__gt=HXA", "allows exact, in"),
+    # As in Tastypie, what names no field is ignored; a field that is not a filter is refused.
+    assert ids("colour=red&flat=True") == made
+    for bad, message in [("firmware_rev=1.0", "'firmware_rev' field does not allow filtering"),
+                         ("device__gt=HXA", "allows exact, in"),
                          ("start__range=1", "two comma-separated"), ("start=soon", "not a valid int"),
                          ("order_by=firmware_rev", "cannot order by")]:
         r = c.get(f"/api/v1/record/?{bad}")
@@ -368,11 +371,14 @@ def test_ecg_resource_and_data_errors(emu):
     assert list(body[0]["data"]) == ["4113"] and len(body[0]["data"]["4113"]) == 300
     assert c.get(f"/api/v1/data/?datatype__in=19&record={rid}").json()[0]["data"]["19"] == [[START, 70],
                                                                                            [START + 256, 71]]
+    # Arguments that are not filters are ignored; flat gives the CSV's rows as JSON.
+    assert c.get(f"/api/v1/data/?datatype__in=19&record={rid}&colour=red").json()[0]["data"]["19"][0] == [START, 70]
+    flat = c.get(f"/api/v1/data/?datatype__in=19,4113&record={rid}&flat=True").json()
+    assert flat[0] == [START, 70, -2000] and flat[1] == [START + 1, None, -1993] and len(flat) == 300
     for query, message in [(f"record={rid}", "give datatype"), ("datatype=4113", "give record, range"),
                            (f"datatype=12345&record={rid}", "unknown datatype"),
                            (f"datatype=4113&start={START}&end={START}", "end must be after start"),
-                           (f"datatype=4113&record={rid}&range=1", "give one of"),
-                           (f"datatype=4113&record={rid}&colour=red", "unknown argument")]:
+                           (f"datatype=4113&record={rid}&range=1", "give one of")]:
         r = c.get(f"/api/v1/data/?{query}")
         assert r.status_code == 400 and message in r.json()["error"], (query, r.text)
 

@@ -75,7 +75,7 @@ def test_limit_is_capped_at_1000_and_zero_means_the_cap():
 
 
 @pytest.mark.parametrize("query, message", [
-    ([("colour", "red")], "no filter on 'colour'"),
+    ([("firmware_rev", "1.0")], "'firmware_rev' field does not allow filtering"),
     ([("device__gt", "x")], "device allows exact, in, not 'gt'"),
     ([("start__near", "1")], "not 'near'"),
     ([("start", "soon")], "not a valid int"),
@@ -86,7 +86,12 @@ def test_limit_is_capped_at_1000_and_zero_means_the_cap():
 ])
 def test_bad_queries_are_400s_that_name_the_parameter(query, message):
     with pytest.raises(tp.QueryError, match=message):
-        tp.parse(query, RECORD_FIELDS)
+        tp.parse(query, RECORD_FIELDS, {"firmware_rev"})
+
+
+def test_arguments_that_name_no_field_are_ignored_as_tastypie_does():
+    q = tp.parse([("colour", "red"), ("flat", "True"), ("device", "HXA")], RECORD_FIELDS, {"firmware_rev"})
+    assert q.filters == [("device", "exact", ["HXA"])]
 
 
 @pytest.mark.parametrize("view, method, exists, status", [

@@ -80,7 +80,8 @@ def up_events(url: str) -> list[dict]:
         while path:
             data = c.get(path).raise_for_status().json()["data"]
             items += data["items"]
-            path = data["links"].get("next")
+            link = data["links"].get("next")  # a path on the host, carrying the /up prefix
+            path = str(httpx.URL(url).join(link)) if link else None
     return sorted(items, key=lambda e: (e["time_created"], e["title"]))
 
 

@@ -79,6 +79,26 @@ DATATYPES = {d.dataid: d for d in (
     Datatype(RR_INTERVAL, "RR_INTERVAL", None, "RR_interval", "RR interval ending at the beat, 1/256 s"),
     Datatype(17, "QRS", None, "QRS", "QRS detected"),
     Datatype(52, "STEP", None, "step", "Step detected"),
+    # Named by the document's datatype list and the device facts; the names of these are this project's.
+    Datatype(16, "ECG_CHANNEL_CHAR", 256, "ECG_channel_char", "1 to 3 leads ECG channel(s)."),
+    Datatype(208, "RECSTR_ANNOT_CHAR", None, "recorder_start_annotation", "Recorder start annotation."),
+    Datatype(1000, "HR_QUALITY", 1, "heart_rate_quality", "Heart rate quality flags (0x02 disconnected,"
+             " 0x04 50/60 Hz interference, 0x08 saturated, 0x10 artefacts, 0x20 unreliable RR)"),
+    Datatype(1001, "BR_QUALITY", 1, "breathing_rate_quality", "Breathing rate quality flags"),
+    Datatype(1006, "ECG_QUALITY", 1, "ECG_quality", "ECG quality flags"),
+    Datatype(36, "MINUTE_VENTILATION", 1, "minute_ventilation", "Minute ventilation"),
+    Datatype(37, "TIDAL_VOLUME", 1, "tidal_volume", "Tidal volume, 13.28 mL per count"),
+    Datatype(42, "ENERGY", 1, "energy", "Energy expenditure"),
+    Datatype(66, "SPO2", 1, "SPO2", "Oxygen saturation, %"),
+    Datatype(247, "BATTERY", 1, "battery", "Battery level"),
+    Datatype(34, "INSPIRATION", None, "inspiration", "Inspiration detected"),
+    Datatype(35, "EXPIRATION", None, "expiration", "Expiration detected"),
+    Datatype(1004, "RR_QUALITY", None, "RR_interval_quality", "RR interval quality flags"),
+    Datatype(272, "HRV_SDNN", None, "HRV_SDNN", "Heart rate variability, SDNN, every 300 s"),
+    Datatype(273, "HRV_LF_NORM", None, "HRV_LF_normalized", "Heart rate variability, LF norm, every 300 s"),
+    Datatype(276, "HRV_LF", None, "HRV_LF", "Heart rate variability, LF power, every 300 s"),
+    Datatype(277, "HRV_HF", None, "HRV_HF", "Heart rate variability, HF power, every 300 s"),
+    Datatype(278, "HRV_RMSSD", None, "HRV_RMSSD", "Heart rate variability, RMSSD, every 300 s"),
 )}
 
 

@@ -110,7 +110,9 @@ class HexoskinEmulator:
         self.auth = Authenticator({e: p for e, (p, _, _) in accounts.items()}, parse_keys(keys), require_signature,
                                   refuse_replays=refuse_replays, clock=clock)
         self._cache: OrderedDict[tuple, tuple[int, float, Response]] = OrderedDict()
-        routes = [Route("/api/v1/{resource}/", self.endpoint, methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]),
+        routes = [Route("/api/", self.top_level, methods=["GET", "HEAD"]),
+                  Route("/api/v1/", self.top_level, methods=["GET", "HEAD"]),
+                  Route("/api/v1/{resource}/", self.endpoint, methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]),
                   Route("/api/v1/{resource}/{oid}/", self.endpoint,
                         methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"])]
         self.app = Starlette(routes=routes, exception_handlers={HTTPException: self._http_error})
@@ -121,6 +123,14 @@ class HexoskinEmulator:
                       .get(exc.status_code, str(exc.detail)))
 
     # Dispatch --------------------------------------------------------------------------
+
+    async def top_level(self, request: Request) -> Response:
+        """Tastypie's resource list: each resource's list endpoint and schema (no authentication, as Tastypie)."""
+        root = tp.ROOT.set(request.scope.get("root_path", ""))
+        try:
+            return JSONResponse(R.resource_list())
+        finally:
+            tp.ROOT.reset(root)
 
     async def endpoint(self, request: Request) -> Response:
         """Every resource: authenticate, apply the method rules, answer (errors as {"error": ...})."""
@@ -156,6 +166,9 @@ class HexoskinEmulator:
         name = request.path_params["resource"]
         oid_text = request.path_params.get("oid")
         method = "GET" if request.method == "HEAD" else request.method
+        if oid_text == "schema" and (name in R.RESOURCES or name in R.COMPUTED):
+            tp.check_method("detail", method, ("GET",))
+            return JSONResponse(R.schema(name))
         if name in CACHED:  # the computed resources: no stored objects, answers cached
             if oid_text is not None:
                 raise ApiError(404, f"{name} has no detail view")
@@ -245,7 +258,7 @@ class HexoskinEmulator:
 
     def _list(self, request: Request, user: User, res: R.Resource) -> dict[str, Any]:
         params = list(request.query_params.multi_items())
-        q = tp.parse(params, res.fields)
+        q = tp.parse(params, res.fields, res.attributes)
         objs = self._objects(user, res.name)
         page, total = tp.select(objs, q)
         if res.name == "account":  # the document's account list: only you, limit 1
@@ -495,10 +508,7 @@ class HexoskinEmulator:
         return out
 
     def _data(self, request: Request, user: User, name: str, accept: str) -> Response:
-        unknown = set(request.query_params) - {"datatype", "datatype__in", "record", "range", "start", "end", "user",
-                                                "format"}
-        if unknown:
-            raise ApiError(400, f"unknown argument(s): {', '.join(sorted(unknown))}")
+        # Other arguments are ignored, as Tastypie ignores what is not a filter.
         datatypes = self._datatypes(request, name)
         folder, about, start, end, owner = self._timerange(request, user, {"start"})
         record = about["id"] if folder.startswith("record_") else None
@@ -512,12 +522,11 @@ class HexoskinEmulator:
         if accept == "zip":
             return Response(fmt.zip_answer(folder, series), media_type="application/octet-stream",
                             headers={"Content-Disposition": f'attachment; filename="{folder}.zip"'})
+        if request.query_params.get("flat", "").lower() in ("1", "true", "yes"):
+            return JSONResponse(fmt.flat_answer(series))
         return JSONResponse(fmt.json_answer(R.uri("user", owner), series))
 
     def _report(self, request: Request, user: User, name: str, accept: str) -> Response:
-        unknown = set(request.query_params) - {"include_metrics", "record", "range", "format"}
-        if unknown:
-            raise ApiError(400, f"unknown argument(s): {', '.join(sorted(unknown))}")
         text = request.query_params.get("include_metrics", "")
         ids = []
         for part in filter(None, text.split(",")):

@@ -97,6 +97,18 @@ def json_answer(user_uri: str, series: dict[int, Series]) -> list[dict[str, Any]
     return [{"data": {str(d): hx.series(*subsample(s)) for d, s in series.items()}, "user": user_uri}]
 
 
+def flat_answer(series: dict[int, Series]) -> list[list[int | None]]:
+    """`flat=1`: the CSV's rows as JSON, [timestamp, value of each datatype asked (null: none)]."""
+    cut = {d: subsample(s) for d, s in series.items()}
+    times = np.unique(np.concatenate([s[0] for s in cut.values()])) if cut else np.zeros(0, np.int64)
+    columns = [times.astype(object)]
+    for ts, vals in cut.values():
+        col = np.full(len(times), None, dtype=object)
+        col[np.searchsorted(times, ts)] = vals.astype(np.int64).astype(object)
+        columns.append(col)
+    return np.column_stack(columns).tolist() if len(times) else []
+
+
 def csv_answer(series: dict[int, Series]) -> str:
     """Timestamp rows, a column per datatype (blank where it has no sample)."""
     cut = {d: subsample(s) for d, s in series.items()}

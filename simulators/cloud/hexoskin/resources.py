@@ -58,6 +58,11 @@ class Resource:
     writable: dict[str, Writable] = field(default_factory=dict)
     stored: bool = True  # kept in the store (else built in or computed)
 
+    @property
+    def attributes(self) -> set[str]:
+        """Every field name a client may see (filterable or not)."""
+        return {*self.fields, *self.writable, "id", "resource_uri", *(("user",) if self.stored else ())}
+
 
 def _ref(resource: str, ops=("exact", "in")) -> Field:
     return Field(int, ops, refers_to=resource)
@@ -180,3 +185,61 @@ def show(name: str, obj: dict[str, Any], user_summary: dict[str, Any] | None = N
     if name == "annotation":
         out["last_update"] = obj.get("last_update")
     return out
+
+
+# Tastypie's discovery: the resource list (`/api/`, `/api/v1/`) and each resource's schema,
+# generated from the definitions above. Help texts are Tastypie's defaults for each field type.
+_TYPES = {int: "integer", float: "float", str: "string", "int": "integer", "float": "float", "str": "string",
+          "ref": "related", "position": "list", "any": "dict"}
+_HELP = {"integer": "Integer data. Ex: 2673", "float": "Floating point numeric data. Ex: 26.73",
+         "string": 'Unicode string data. Ex: "Hello World"',
+         "related": "A single related resource. Can be either a URI or set of nested resource data.",
+         "list": "A list of data. Ex: ['abc', 26.73, 8]", "dict": "A dictionary of data. Ex: {'price': 26.73}"}
+# The computed resources (no stored objects): their GET arguments, as filters.
+COMPUTED = {"data": ("GET", "POST"), "ecg": ("GET",), "report": ("GET",)}
+_COMPUTED_FIELDS = {
+    "data": {"data": "dict", "user": "related", "record": "related", "datatype": "integer", "range": "related",
+             "start": "integer", "end": "integer"},
+    "ecg": {"data": "dict", "user": "related", "record": "related", "range": "related"},
+    "report": {"data": "list", "include_metrics": "string", "record": "related", "range": "related"},
+}
+
+
+def resource_list() -> dict[str, dict[str, str]]:
+    """`/api/v1/`: every resource's list endpoint and schema."""
+    return {name: {"list_endpoint": uri(name), "schema": uri(name) + "schema/"}
+            for name in sorted([*RESOURCES, *COMPUTED])}
+
+
+def _field(kind: str, nullable: bool, readonly: bool, unique: bool = False) -> dict[str, Any]:
+    out = {"blank": False, "default": "No default provided.", "help_text": _HELP[kind], "nullable": nullable,
+           "readonly": readonly, "type": kind, "unique": unique}
+    if kind == "related":
+        out["related_type"] = "to_one"
+    return out
+
+
+def schema(name: str) -> dict[str, Any]:
+    """`/api/v1/<name>/schema/`: fields, methods, filtering and ordering of one resource."""
+    if name in COMPUTED:
+        fields = {f: _field(kind, True, True) for f, kind in _COMPUTED_FIELDS[name].items()}
+        return {"allowed_detail_http_methods": [], "allowed_list_http_methods": [m.lower() for m in COMPUTED[name]],
+                "default_format": "application/json", "default_limit": 20, "fields": fields,
+                "filtering": {f: ["exact"] for f in fields if f != "data"}, "ordering": []}
+    res = RESOURCES[name]
+    fields: dict[str, dict[str, Any]] = {}
+    for fname, f in res.fields.items():
+        kind = "related" if f.refers_to else _TYPES[f.kind]
+        fields[fname] = _field(kind, fname not in ("id", "dataid"), fname not in res.writable,
+                               unique=fname in ("id", "dataid"))
+    for fname, w in res.writable.items():
+        fields[fname] = _field(_TYPES[w.kind], not w.required, False)
+    fields.setdefault(key_of(name), _field("integer", False, True, unique=True))
+    fields["resource_uri"] = _field("string", False, True)
+    if res.stored:
+        fields.setdefault("user", _field("related", False, False))
+    return {"allowed_detail_http_methods": [m.lower() for m in res.detail_methods],
+            "allowed_list_http_methods": [m.lower() for m in res.list_methods],
+            "default_format": "application/json", "default_limit": 20, "fields": dict(sorted(fields.items())),
+            "filtering": {fname: list(f.ops) for fname, f in sorted(res.fields.items())},
+            "ordering": sorted(fname for fname, f in res.fields.items() if f.orderable)}

@@ -2,8 +2,10 @@
 
 - Filters: `field__op=value` with op in exact, in, range, gt, gte, lt, lte; a bare `field=value`
   means exact. `in` and `range` take comma-separated values; `range` is inclusive. A field
-  that refers to another resource accepts its URI (`/api/v1/user/99/`) or its bare id. Only
-  the filters a resource lists are allowed; anything else is a 400 naming the parameter.
+  that refers to another resource accepts its URI (`/api/v1/user/99/`) or its bare id. As in
+  Tastypie, an argument that names no field of the resource is ignored (clients send their
+  own, e.g. `flat`); one that names a field the resource does not filter on, or an op it does
+  not allow, is a 400 naming the parameter.
 - Ordering: `order_by=a,-b` (descending with `-`), only on the fields a resource allows.
 - Paging: `limit` (default 20; never more than 1000; 0 means as many as allowed) and
   `offset`; `meta` carries limit, next, offset, previous and total_count, `next`/`previous`
@@ -76,8 +78,11 @@ def _value(name: str, field: Field, text: str) -> Any:
         raise QueryError(f"{name}: {text!r} is not a valid {field.kind.__name__}") from None
 
 
-def parse(params: Iterable[tuple[str, str]], fields: dict[str, Field]) -> ListQuery:
-    """A list request's query parameters against the resource's filtering and ordering options."""
+def parse(params: Iterable[tuple[str, str]], fields: dict[str, Field], known: Iterable[str] = ()) -> ListQuery:
+    """A list request's query parameters against the resource's filtering and ordering options.
+
+    `known`: the resource's other field names (not filterable: a 400); any other name is ignored."""
+    known = set(known)
     filters, order = [], []
     limit, offset = DEFAULT_LIMIT, 0
     for key, text in params:
@@ -99,8 +104,11 @@ def parse(params: Iterable[tuple[str, str]], fields: dict[str, Field]) -> ListQu
             name, _, op = key.partition("__")
             op = op or "exact"
             field = fields.get(name)
+            if field is None and name not in known:
+                continue
             if field is None:
-                raise QueryError(f"{key}: no filter on {name!r} (allowed: {', '.join(sorted(fields))})")
+                raise QueryError(f"{key}: the {name!r} field does not allow filtering"
+                                 f" (filters: {', '.join(sorted(fields))})")
             if op not in OPS or op not in field.ops:
                 raise QueryError(f"{key}: {name} allows {', '.join(field.ops)}, not {op!r}")
             values = [_value(key, field, v) for v in text.split(",")] if op in ("in", "range") else \

@@ -28,6 +28,7 @@ key comes back with another body.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
@@ -46,6 +47,12 @@ from simulators.cloud.http import (EXCEPTION_HANDLERS, REPLAYED, ApiError, beare
 from simulators.cloud.humanapi.store import HubStore, KeyConflict
 
 DEFAULT_TOKEN = "humanapi-dev-token"
+# The document: "The demo access token will serve demo user data." Always accepted, with data seeded once.
+DEMO_TOKEN, DEMO_HUMAN = "demo", "demo"
+DEMO_DATA = [("heart_rate", {"timestamp": "2026-11-30T08:00:00+00:00", "source": "demo", "value": 64, "unit": "bpm"}),
+             ("heart_rate", {"timestamp": "2026-11-30T20:00:00+00:00", "source": "demo", "value": 71, "unit": "bpm"}),
+             ("blood_pressure", {"timestamp": "2026-11-30T08:05:00+00:00", "source": "demo", "systolic": 118,
+                                 "diastolic": 76, "unit": "mmHg"})]
 FILTERS = ("created_since", "created_before", "updated_since", "updated_before")
 
 
@@ -82,6 +89,11 @@ def create_app(store: HubStore, tokens: Iterable[str]) -> Starlette:
     humans = parse_tokens(tokens)
     if not humans:
         raise ValueError("the hub needs at least one token")
+    humans.setdefault(DEMO_TOKEN, DEMO_HUMAN)
+    for number, (kind, obj) in enumerate(DEMO_DATA):  # once: the idempotency key makes a restart a no-op
+        raw = json.dumps(obj).encode()
+        store.ingest(humans[DEMO_TOKEN], kind, humanapi.parse_measurement(kind, obj), f"demo-{number}",
+                     hashlib.sha256(raw).hexdigest())
 
     def human(request: Request) -> str:
         token = bearer_token(request)

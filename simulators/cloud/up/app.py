@@ -124,7 +124,8 @@ def create_app(store: UpStore, tokens: Iterable[str]) -> Starlette:
                 params["date"] = str(date)
             params["page_token"] = str(nxt)
             version = request.path_params.get("version")
-            base = f"/nudge/api/{version}" if version else "/nudge/api"
+            # Under the /up prefix the link carries it, so a client can follow it in either layout.
+            base = request.scope.get("root_path", "") + (f"/nudge/api/{version}" if version else "/nudge/api")
             data["links"]["next"] = f"{base}/users/{user}/cardiac_events?{urlencode(params)}"
         return _answer(user, 200, "OK", data)
 
