@@ -15,6 +15,11 @@ if ! command -v dbus-daemon >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v 
     { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dbus; } >/dev/null 2>&1 \
         || echo "test.sh: could not install dbus; the BLE tests will fail" >&2
 fi
+# The vendor documents' examples run verbatim through curl (tests/test_vendor_documents.py).
+if ! command -v curl >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl; } >/dev/null 2>&1 \
+        || echo "test.sh: could not install curl; the vendor document tests will say they were skipped" >&2
+fi
 # The fleet tests run a real MQTT broker: Debian's mosquitto.
 if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ] && [ "$(id -u)" = 0 ] \
         && command -v apt-get >/dev/null 2>&1; then

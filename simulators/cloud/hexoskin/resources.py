@@ -159,7 +159,7 @@ def show_catalogue(name: str, obj: dict[str, Any]) -> dict[str, Any]:
 
 def show_user(u, profile_id: int | None, full_profile: dict[str, Any] | None = None) -> dict[str, Any]:
     """A user as lists and records show it (the profile as a URI, or embedded for `account`)."""
-    return {"email": u.email, "first_name": u.first_name, "id": u.id, "last_name": u.last_name,
+    return {"email": u.email, "first_name": u.first_name, "id": u.id, "is_staff": False, "last_name": u.last_name,
             "profile": full_profile if full_profile is not None else (uri("profile", profile_id) if profile_id
                                                                       else None),
             "resource_uri": uri("user", u.id), "username": u.email}
@@ -184,6 +184,14 @@ def show(name: str, obj: dict[str, Any], user_summary: dict[str, Any] | None = N
         out["data_status"] = {}
     if name == "annotation":
         out["last_update"] = obj.get("last_update")
+    if name == "record":
+        # The document's record fields that describe the shirt's own binary upload (not public): empty.
+        out.update({k: out.get(k) for k in ("data", "dev_id")})
+        out.update({k: out.get(k) or 0 for k in ("npages", "n_uploaded_timelines", "soft_protocole")})
+    if name == "profile":
+        # The fitness the vendor derives from fitness tests; the emulator runs none: only height and weight.
+        out["fitness"] = {"fitness_percentile": None, "height": out.get("height"), "hr_max": None,
+                          "hr_recov": None, "hr_rest": None, "vo2_max": None, "weight": out.get("weight")}
     return out
 
 
