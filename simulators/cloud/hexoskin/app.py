@@ -454,9 +454,12 @@ class HexoskinEmulator:
                 return "csv"
             if kind == "application/octet-stream":
                 return "zip"
+            if kind == "application/x-edf":
+                return "edf"
             if kind in ("application/json", "*/*", "application/*"):
                 return "json"
-        raise ApiError(406, "accepted formats: application/json, text/csv, application/octet-stream")
+        raise ApiError(406, "accepted formats: application/json, text/csv, application/octet-stream,"
+                            " application/x-edf")
 
     def _timerange(self, request: Request, user: User, allowed: set[str]) -> tuple[str, dict[str, Any], int, int, int]:
         """(folder, what it is about, start, end, owner) of a data or report query."""
@@ -519,6 +522,13 @@ class HexoskinEmulator:
                 series[d] = s
         if accept == "csv":
             return Response(fmt.csv_answer(series), media_type="text/csv")
+        if accept == "edf":
+            try:
+                body = fmt.edf_answer(series)
+            except ValueError as exc:
+                raise ApiError(404, str(exc)) from None
+            return Response(body, media_type="application/x-edf",
+                            headers={"Content-Disposition": f'attachment; filename="{folder}.edf"'})
         if accept == "zip":
             return Response(fmt.zip_answer(folder, series), media_type="application/octet-stream",
                             headers={"Content-Disposition": f'attachment; filename="{folder}.zip"'})

@@ -12,6 +12,12 @@
   pairs. `info.json` gives each file's first HexoTimestamp, rate, sample count, and the gaps
   (spans with no samples, written as 0 in a WAV file). A synchronous datatype whose values do
   not fit 16 bits is written as `.hxd` instead, so nothing is ever clipped.
+- EDF+ (`application/x-edf`, written by edfio): never subsampled. The recording starts at the
+  whole second before the first sample, in 1 s data records; each synchronous datatype is a
+  signal at its rate, labelled with its name, in counts (physical = digital, so 16-bit values
+  are exact; wider ones are scaled to fit and say so in their transducer field). Spans where a
+  signal has no samples are annotations `no data: <name>`; asynchronous datatypes (RR
+  intervals, QRS, steps) are annotations `<name>=<value>` at their times.
 """
 
 from __future__ import annotations
@@ -121,6 +127,44 @@ def csv_answer(series: dict[int, Series]) -> str:
     lines = ["hexotimestamp," + ",".join(str(d) for d in cut)]
     lines += [",".join(row) for row in zip(*columns)]
     return "\n".join(lines) + "\n"
+
+
+def edf_answer(series: dict[int, Series]) -> bytes:
+    """The EDF+ download (see the module's docstring)."""
+    from datetime import datetime, timezone
+
+    from edfio import Edf, EdfAnnotation, EdfSignal, Recording
+
+    present = {d: s for d, s in series.items() if len(s[0])}
+    if not present:
+        raise ValueError("no samples in this window")
+    t0 = min(int(ts[0]) for ts, _ in present.values()) // hx.TICKS_PER_SECOND * hx.TICKS_PER_SECOND
+    end = max(int(ts[-1]) for ts, _ in present.values())
+    seconds = max(1, math.ceil((end + 1 - t0) / hx.TICKS_PER_SECOND))
+    signals, notes = [], []
+    for dataid, (ts, vals) in present.items():
+        dt = hx.DATATYPES[dataid]
+        if not dt.hexo_freq or dt.freq != int(dt.freq):
+            notes += [EdfAnnotation(round((int(t) - t0) / hx.TICKS_PER_SECOND, 6), None, f"{dt.name}={int(v)}")
+                      for t, v in zip(ts, vals)]
+            continue
+        slots = (ts - t0) // dt.hexo_freq
+        grid = np.zeros(seconds * int(dt.freq), dtype=np.float64)
+        grid[slots] = vals
+        missing = np.ones(len(grid), bool)
+        missing[slots] = False
+        edges = np.flatnonzero(np.diff(np.concatenate(([0], missing.view(np.int8), [0])))).reshape(-1, 2)
+        notes += [EdfAnnotation(a / dt.freq, (b - a) / dt.freq, f"no data: {dt.name}") for a, b in edges]
+        exact = vals.min() >= -32768 and vals.max() <= 32767
+        span = (-32768, 32767) if exact else (float(vals.min()), float(max(vals.max(), vals.min() + 1)))
+        signals.append(EdfSignal(grid, int(dt.freq), label=dt.name, physical_range=span,
+                                 transducer_type="" if exact else "scaled to 16 bits"))
+    start = datetime.fromtimestamp(t0 / hx.TICKS_PER_SECOND, timezone.utc)
+    edf = Edf(signals, recording=Recording(startdate=start.date()), starttime=start.time().replace(tzinfo=None),
+              data_record_duration=1, annotations=sorted(notes))
+    buf = io.BytesIO()
+    edf.write(buf)
+    return buf.getvalue()
 
 
 def _wav(values: np.ndarray, rate: int) -> bytes:
