@@ -41,7 +41,7 @@ def _timing_ok(args: argparse.Namespace) -> bool:
     return True
 
 
-def _open_port(args: argparse.Namespace, ble: tuple[str, str, str] | None = None, extra_services=()):
+def _open_port(args: argparse.Namespace, ble: tuple[str, str, str] | None = None, extra_services=(), start_on=()):
     """The port to write to (a real one, a new pty, or a BLE peripheral given (service, characteristic,
     name) and any standard services it also offers); None after saying why it failed."""
     from simulators.devices.serial_front import PtyPort, SerialPort
@@ -57,7 +57,8 @@ def _open_port(args: argparse.Namespace, ble: tuple[str, str, str] | None = None
             if args.mtu is not None and not 23 <= args.mtu <= 517:
                 raise ValueError("--mtu must be 23-517 (the ATT MTU range)")
             return BlePort(*ble[:2], name=args.ble_name or ble[2], adapter=args.adapter,
-                           extra_services=tuple(extra_services), mtu=args.mtu or 23, acquire_mtu=args.mtu is not None)
+                           extra_services=tuple(extra_services), mtu=args.mtu or 23, acquire_mtu=args.mtu is not None,
+                           start_on=tuple(start_on))
         except Exception as exc:  # D-Bus and BlueZ errors alike: say which adapter and why
             print(f"wearable-sim: cannot serve BLE on {args.adapter}: {exc}", file=sys.stderr)
             return None
@@ -168,11 +169,13 @@ def _device_hexoskin(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"wearable-sim: {exc}", file=sys.stderr)
         return 2
+    from gateway.protocols import gatt
     from gateway.protocols import hexoskin as hx_proto
     from simulators.devices.hexoskin import ShirtHeartRate, standard_services
 
+    # A generic heart-rate app subscribes to the Heart Rate Measurement only: the shirt runs for it too.
     port = _open_port(args, (hx_proto.BLE_SERVICE_UUID, hx_proto.BLE_FRAMES_UUID, args.device_id),
-                      standard_services(model))
+                      standard_services(model), start_on=(gatt.uuid16(gatt.HEART_RATE_MEASUREMENT),))
     if port is None:
         return 2
     heart = ShirtHeartRate(ecg, port) if args.ble else None
@@ -194,7 +197,7 @@ def _device_hexoskin(args: argparse.Namespace) -> int:
     summary = {"device": "hexoskin", "device_id": args.device_id, "session_id": f"{model.session_id:08x}",
                "session_start": model.session_start, "port": port.path, **stats.as_dict()}
     if args.truth:
-        _save_truth(args.truth, truth)
+        _save_truth(args.truth, truth, heart.sent if heart else [])
     if args.json:
         print(json.dumps(summary))
     else:
@@ -266,8 +269,9 @@ def _device_up(args: argparse.Namespace) -> int:
     return 0
 
 
-def _save_truth(path: str, truth: dict[str, list]) -> None:
-    """Every sample sent, per channel, with its HexoTimestamp: `<channel>` and `<channel>_ts` arrays in an .npz."""
+def _save_truth(path: str, truth: dict[str, list], heart_rates=()) -> None:
+    """Every sample sent, per channel, with its HexoTimestamp: `<channel>` and `<channel>_ts` arrays in an .npz;
+    and the Heart Rate Measurements notified: `hrs_heart_rate`, `hrs_rr_count` each, `hrs_rr` (1/1024 s) all."""
     import numpy as np
 
     from simulators.devices.hexoskin import TICKS_PER_SAMPLE
@@ -277,6 +281,9 @@ def _save_truth(path: str, truth: dict[str, list]) -> None:
         step = TICKS_PER_SAMPLE.get(channel, 1)
         arrays[channel] = np.concatenate([b[1] for b in blocks])
         arrays[channel + "_ts"] = np.concatenate([ts + step * np.arange(len(b)) for ts, b in blocks])
+    arrays["hrs_heart_rate"] = np.array([m.heart_rate for m in heart_rates], dtype=np.int64)
+    arrays["hrs_rr_count"] = np.array([len(m.rr_intervals) for m in heart_rates], dtype=np.int64)
+    arrays["hrs_rr"] = np.array([r for m in heart_rates for r in m.rr_intervals], dtype=np.int64)
     np.savez(path, **arrays)
 
 

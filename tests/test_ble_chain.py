@@ -163,17 +163,21 @@ async def test_an_outage_that_loses_data_is_recorded_as_exactly_that_gap(tmp_pat
 
 
 async def test_the_shirt_also_offers_the_standard_heart_rate_device_information_and_battery(tmp_path, bluez):
-    """Read through real bleak: Device Information strings, Battery Level, Body Sensor Location, and
-    Heart Rate Measurements whose rate and RR intervals match the simulated heart."""
+    """Read through real bleak: Device Information strings, Battery Level, Body Sensor Location; and the
+    Heart Rate Measurements through a generic heart-rate client from PyPI (bleakheart), which subscribes to
+    nothing else: the shirt runs for it, and what it decodes is exactly what --truth says was sent."""
     from bleak import BleakClient
+    from bleakheart import HeartRate
 
     from gateway.protocols import gatt
 
+    truth_file = tmp_path / "truth.npz"
     sim = subprocess.Popen([sys.executable, "-m", "simulators.cli", "device", "hexoskin", "--ble", "--adapter",
                             PERIPHERAL_ADAPTER, "--duration", "20", "--heart-rate", "75", "--seed", "4", "--quiet",
-                            "--device-id", "HXSKIN12000777"],
+                            "--device-id", "HXSKIN12000777", "--truth", str(truth_file)],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
     u = gatt.uuid16
+    frames: asyncio.Queue = asyncio.Queue()
     measurements = []
     try:
         device = await find_peripheral()
@@ -182,23 +186,26 @@ async def test_the_shirt_also_offers_the_standard_heart_rate_device_information_
                     for k, v in gatt.DEVICE_INFO_STRINGS.items() if k in (0x2A29, 0x2A24, 0x2A25, 0x2A26)}
             battery = gatt.decode_battery_level(bytes(await client.read_gatt_char(u(gatt.BATTERY_LEVEL))))
             location = bytes(await client.read_gatt_char(u(gatt.BODY_SENSOR_LOCATION)))
-            await client.start_notify(u(gatt.HEART_RATE_MEASUREMENT),
-                                      lambda _, data: measurements.append(gatt.decode_heart_rate(bytes(data))))
-            await client.start_notify(hx_frames(), lambda _, data: None)  # the device streams once subscribed
-            for _ in range(200):
-                if len(measurements) >= 6:
-                    break
-                await asyncio.sleep(0.05)
+            heart = HeartRate(client, queue=frames, unpack=False)
+            await heart.start_notify()
+            while len(measurements) < 8:
+                measurements.append(await asyncio.wait_for(frames.get(), timeout=60))
+            await heart.stop_notify()
     finally:
         sim.terminate()
         sim.communicate(timeout=90)  # past the simulator's own 30 s wait for its reader to take the rest
     assert info == {0x2A29: "wearable-gateway simulator", 0x2A24: "Hexoskin-class shirt", 0x2A25: "HXSKIN12000777",
                     0x2A26: "3.1.4"}
     assert battery == 87 and location == b"\x01"  # chest
-    assert len(measurements) >= 6 and all(m.sensor_contact is True for m in measurements)
-    later = measurements[2:]  # once five beats are known
-    assert all(abs(m.heart_rate - 75) <= 6 for m in later)
-    rr = np.array([r for m in later for r in m.rr_intervals]) / 1024
+    truth = np.load(truth_file)
+    sent_rate, counts = truth["hrs_heart_rate"], truth["hrs_rr_count"]
+    assert len(sent_rate) >= len(measurements) == 8
+    got_rate = [m[2][0] for m in measurements]  # ('HR', time, (rate, [rr in ms]), energy)
+    assert got_rate == sent_rate[:8].tolist() and all(abs(r - 75) <= 6 for r in got_rate[2:])
+    sent_rr = np.split(truth["hrs_rr"], np.cumsum(counts))[:8]
+    for (_, _, (_, rr_ms), _), rr in zip(measurements, sent_rr):  # bleakheart gives ms; the wire 1/1024 s
+        np.testing.assert_allclose(rr_ms, rr * 1000 / 1024, atol=1)
+    rr = np.concatenate(sent_rr[2:]) / 1024
     assert len(rr) >= 3 and abs(60 / rr.mean() - 75) <= 4
 
 

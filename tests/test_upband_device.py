@@ -23,12 +23,14 @@ def bluez(tmp_path, monkeypatch):
         yield address
 
 
-async def test_a_morning_of_the_band_over_ble(bluez):
+async def test_a_morning_of_the_band_over_ble(bluez, tmp_path):
     from bleak import BleakClient
 
+    truth_file = tmp_path / "truth.json"
     sim = subprocess.Popen([sys.executable, "-m", "simulators.cli", "device", "up", "--ble", "--start-time",
                             "2026-11-23T07:58:30+01:00", "--duration", "180", "--speed", "30", "--bp-at", "08:00",
-                            "--event", "08:01=Palpitations:a flutter after coffee", "--seed", "2", "--json"],
+                            "--event", "08:01=Palpitations:a flutter after coffee", "--seed", "2", "--json",
+                            "--truth", str(truth_file)],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
     u = gatt.uuid16
     heart, pressure, events = [], [], []
@@ -60,6 +62,10 @@ async def test_a_morning_of_the_band_over_ble(bluez):
     assert 86 <= heart[-1].heart_rate <= 94  # 66 + 36 (1 - e^-1.5) = 94 at the latest
     beats = sum(len(m.rr_intervals) for m in heart)
     assert abs(beats - sum(m.heart_rate for m in heart) / 60) <= 3
+    # --truth holds what went out, RR intervals included: the receiver's decoding is checked against it.
+    truth = json.loads(truth_file.read_text())
+    assert [v for v, _ in truth["heart_rate"]] == [m.heart_rate for m in heart]
+    assert truth["rr_intervals"] == [list(m.rr_intervals) for m in heart]
     (bp,) = pressure
     assert bp.time_stamp == datetime(2026, 11, 23, 8, 0, 0) and bp.user_id == 1 and not bp.kpa
     assert 105 <= bp.systolic <= 140 and 65 <= bp.diastolic <= 95 and abs(bp.pulse_rate - 66) <= 2

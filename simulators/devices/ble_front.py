@@ -11,7 +11,10 @@ Pi's gateway can read; in tests it runs against BlueZoo on a private bus
 it goes out as notifications of the frames characteristic, as the firmware specs' BLE
 chapters say: each notification up to ATT_MTU - 3 bytes, a partly filled one at least every
 FLUSH_S. Nothing is sent while no central is subscribed: writes wait, as a device holds its
-data until the host listens, and the stream continues where it stopped.
+data until the host listens, and the stream continues where it stopped. A device may also run
+for a central that listens only to one of its standard characteristics (`start_on`: the
+shirt's Heart Rate Measurement, for a generic heart-rate app): while nobody listens to the
+frames, what they would carry goes nowhere (counted as `unheard_bytes`), as a live radio's.
 
 ATT MTU: by default notifications are 20 bytes (ATT_MTU 23, which every link accepts), sent as
 Value changes that BlueZ turns into notifications. With `acquire_mtu` the frames characteristic
@@ -197,8 +200,10 @@ class BlePort(Port):
 
     def __init__(self, service_uuid: str, frames_uuid: str | None, name: str, adapter: str = "hci0",
                  mtu: int = DEFAULT_MTU, start_timeout: float = 15.0,
-                 extra_services: tuple[ServiceSpec, ...] = (), acquire_mtu: bool = False) -> None:
+                 extra_services: tuple[ServiceSpec, ...] = (), acquire_mtu: bool = False,
+                 start_on: tuple[str, ...] = ()) -> None:
         self.mtu, self.acquire_mtu = mtu, acquire_mtu
+        self.start_on = tuple(u.lower() for u in start_on)
         self._sock: socket.socket | None = None  # the notification socket BlueZ handed over (acquire_mtu)
         self.extra_services = extra_services
         self._extra: dict[str, _Characteristic] = {}
@@ -206,7 +211,7 @@ class BlePort(Port):
         self.service_uuid, self.frames_uuid, self.name, self.adapter = service_uuid, frames_uuid, name, adapter
         self.payload = mtu - 3
         self.counters = {"notifications": 0, "bytes": 0, "subscriptions": 0, "dropped_bytes": 0, "mtu": mtu,
-                         "confirmed": 0, "unconfirmed": 0, "indications_held": 0}
+                         "confirmed": 0, "unconfirmed": 0, "indications_held": 0, "unheard_bytes": 0}
         self._buffer = bytearray()
         self._lock = threading.Condition()
         self._subscribed = False
@@ -376,11 +381,16 @@ class BlePort(Port):
 
     # The Port interface, called from the simulator's thread ---------------------------------
 
+    def _standard_listener(self) -> bool:
+        """Whether a central listens to a `start_on` characteristic (and so the device runs)."""
+        return any(self._extra[u].subscribed for u in self.start_on if u in self._extra)
+
     def wait_for_reader(self, stop: threading.Event | None = None, timeout: float | None = None) -> bool:
-        """Block until a central subscribed to the frames characteristic; False if stopped or timed out."""
+        """Block until a central subscribed to the frames (or a `start_on`) characteristic; False if stopped
+        or timed out."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
-            while not self._subscribed:
+            while not self._subscribed and not self._standard_listener():
                 if (stop and stop.is_set()) or (deadline and time.monotonic() > deadline):
                     return False
                 self._lock.wait(0.1)
@@ -390,6 +400,9 @@ class BlePort(Port):
         if self._error:  # the peripheral died: say so rather than wait for ever
             raise RuntimeError(f"BLE peripheral on {self.adapter} failed: {self._error!r}")
         with self._lock:
+            if not self._subscribed and self._standard_listener():  # nobody listens to the frames
+                self.counters["unheard_bytes"] += len(view)
+                return len(view)
             room = MAX_BUFFER - len(self._buffer)
             if room <= 0:
                 self._lock.wait(0.1)

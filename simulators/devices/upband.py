@@ -152,7 +152,8 @@ def run_band(model: UpBandModel, port, duration: float, speed: float, stop: thre
     u = gatt.uuid16
     stats, pending_bp, pending_ev = BandStats(), [], []
     if record:
-        stats.sent = {"heart_rate": [], "blood_pressure": [], "cardiac_event": []}
+        # rr_intervals: the RR intervals (1/1024 s) of each heart rate sent, in the same order
+        stats.sent = {"heart_rate": [], "rr_intervals": [], "blood_pressure": [], "cardiac_event": []}
     begin = time.monotonic()
     for second in model.seconds():
         if stats.seconds >= duration or stop.is_set():
@@ -167,6 +168,7 @@ def run_band(model: UpBandModel, port, duration: float, speed: float, stop: thre
                 # with the subscription it went out on: one per connection
                 stats.sent["heart_rate"].append([second.heart.heart_rate,
                                                  port.subscriptions(u(gatt.HEART_RATE_MEASUREMENT))])
+                stats.sent["rr_intervals"].append(list(second.heart.rr_intervals))
         else:
             stats.heart_rate_unheard += 1
         if second.blood_pressure:
