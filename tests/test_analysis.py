@@ -13,7 +13,7 @@ import pytest
 from scipy import io as sio
 from scipy import signal
 
-from gateway.analysis import breathing, enhanced, evaluation, heart_rate, hrv, qrs, quality, rhythm
+from gateway.analysis import breathing, corpus, crossval, enhanced, evaluation, heart_rate, hrv, qrs, quality, rhythm
 from gateway.analysis.ecg import analyse_ecg
 from simulators.physiology.ecg import EcgParams, EcgSynth
 from simulators.physiology.replay import load_record, resample
@@ -135,9 +135,49 @@ def test_kardiamobile_recordings_af_and_noise(cinc):
     for x, label in cinc.values():
         s.add(label, analyse_ecg(x, 300, with_enhanced=False).rhythm)
     assert (s.noisy, s.clean) == (20, 131)
-    assert s.af_f1 >= 0.85, (s.tp, s.fp, s.fn)
-    assert s.noisy_unreadable / s.noisy >= 0.7
+    # Fitted figures (bench_analysis --cv: 0.818, 70 %, 0 %); the cross-validated ones are lower.
+    assert s.af_f1 >= 0.78, (s.tp, s.fp, s.fn)
+    assert s.noisy_unreadable / s.noisy >= 0.65
     assert s.clean_unreadable / s.clean < 0.05
+
+
+def test_bigeminy_is_not_af_and_its_rate_counts_every_beat(shared_data):
+    """MIT-BIH 119: long stretches of ventricular bigeminy. Irregular, with P waves: not AF; and the
+    heartRate is the strip's, every beat counted, ectopic ones included."""
+    windows = corpus.mitdb_windows(shared_data, 300.0, records=["119"])
+    found = [(w, analyse_ecg(w.x * 1000, 300, with_enhanced=False)) for w in windows]
+    bigeminy = [(w, a) for w, a in found if w.label == "O"]
+    assert len(bigeminy) >= 6 and not any(a.rhythm == "afib" for _, a in found)
+    assert all(abs(a.heart_rate - w.reference_rate) <= 2 for w, a in bigeminy), \
+        [(round(w.reference_rate, 1), a.heart_rate) for w, a in bigeminy]
+
+
+def test_a_30_s_recording_that_lost_a_frame_is_still_judged():
+    x = EcgSynth(300, EcgParams(seed=5)).next(300 * 30 - 25)  # one 25-sample KardiaMobile frame short
+    assert analyse_ecg(x, 300, 60).determination == "normal"
+    assert rhythm.determination(29.4, "normal") == "too_short"
+
+
+@pytest.mark.slow
+def test_the_shipped_thresholds_are_what_cross_validation_chooses(shared_data):
+    """The thresholds in rhythm.py and quality.py are the grid search's choice on all the shared data
+    (bench_analysis --cv), not tuned by hand; and held-out folds stay near the targets."""
+    cinc = corpus.cinc(shared_data)
+    windows = corpus.mitdb_windows(shared_data, 300.0)
+    noisy = corpus.with_noise([w for w in windows if w.group != "118"][::12], corpus.noise_records(shared_data),
+                              (-6, 0, 6, 12))
+    examples = cinc + windows + noisy
+    feats = [analyse_ecg(e.x * 1000.0, e.fs, with_enhanced=False).features for e in examples]
+    t = crossval.Table.of(examples, feats)
+    unr_cv, _, unr_all = crossval.cross_validate(t, crossval.unreadable_calls, crossval.UNREADABLE_GRID,
+                                                 crossval.unreadable_objective, crossval.noisy_truth(t) >= 0)
+    af_use = ((t.sources == "cinc") & (t.labels != "~")) | (t.sources == "mitdb")
+    af_cv, _, af_all = crossval.cross_validate(t, crossval.af_calls, crossval.AF_GRID, crossval.af_objective, af_use)
+    assert {"af": af_all, "unreadable": unr_all} == crossval.shipped()
+    noisy_cinc, clean_cinc = (t.sources == "cinc") & (t.labels == "~"), (t.sources == "cinc") & (t.labels != "~")
+    assert unr_cv[noisy_cinc].mean() >= 0.7 and unr_cv[clean_cinc].mean() < 0.05
+    mit = t.sources == "mitdb"
+    assert crossval.f1(af_cv[mit] & ~unr_cv[mit], t.labels[mit] == "A") >= 0.8
 
 
 def test_enhanced_removes_wander_and_hum_and_keeps_the_r_wave():
