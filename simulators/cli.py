@@ -17,6 +17,8 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
+
 from gateway import __version__
 from gateway.protocols import kardiamobile as proto
 
@@ -154,6 +156,7 @@ def _device_kardia(args: argparse.Namespace) -> int:
 def _device_hexoskin(args: argparse.Namespace) -> int:
     from simulators.devices.hexoskin import HexoskinModel
     from simulators.physiology.ecg import EcgParams, EcgSynth
+    from simulators.physiology.replay import ReplayError, ReplaySource, load_record
     from simulators.physiology.respiration import BreathingParams, MotionSynth, RespirationSynth
 
     if not _timing_ok(args):
@@ -161,12 +164,21 @@ def _device_hexoskin(args: argparse.Namespace) -> int:
     try:
         if not 4 <= args.breathing_rate <= 60 or not 0 < args.depth <= 3:
             raise ValueError("--breathing-rate must be 4-60 per minute and --depth 0-3")
-        ecg = EcgSynth(256, EcgParams(rhythm=args.rhythm, heart_rate=args.heart_rate,
-                                      breathing_rate=args.breathing_rate, noise_mv=args.noise, seed=args.seed))
-        model = HexoskinModel(ecg, RespirationSynth(128, ecg.breathing_phase, BreathingParams(args.depth, seed=args.seed)),
+        if args.replay:  # a real record's ECG, resampled to the shirt's 256 Hz; breathing at --breathing-rate
+            signal_mv, fs_in = load_record(args.replay, args.replay_channel)
+            ecg = ReplaySource(signal_mv, fs_in, 256, loop=args.loop)
+            what = f"replay of {args.replay} ({fs_in:g} Hz -> 256 Hz)"
+            rate = args.breathing_rate / 60.0
+            phase = lambda t: 2 * np.pi * rate * np.asarray(t, dtype=float)  # noqa: E731
+        else:
+            ecg = EcgSynth(256, EcgParams(rhythm=args.rhythm, heart_rate=args.heart_rate,
+                                          breathing_rate=args.breathing_rate, noise_mv=args.noise, seed=args.seed))
+            what = f"{ecg.rhythm} at {ecg.heart_rate:g} bpm"
+            phase = ecg.breathing_phase
+        model = HexoskinModel(ecg, RespirationSynth(128, phase, BreathingParams(args.depth, seed=args.seed)),
                               MotionSynth(64, args.activity, args.cadence, seed=args.seed),
                               device_id=args.device_id, leads=args.leads, session_id=args.session_id)
-    except ValueError as exc:
+    except (ValueError, ReplayError) as exc:
         print(f"wearable-sim: {exc}", file=sys.stderr)
         return 2
     from gateway.protocols import gatt
@@ -178,7 +190,8 @@ def _device_hexoskin(args: argparse.Namespace) -> int:
                       standard_services(model), start_on=(gatt.uuid16(gatt.HEART_RATE_MEASUREMENT),))
     if port is None:
         return 2
-    heart = ShirtHeartRate(ecg, port) if args.ble else None
+    # The Heart Rate Service reports the synthesiser's own beats; a replayed record's are not known here.
+    heart = ShirtHeartRate(ecg, port) if args.ble and not args.replay else None
     activity = args.activity + (f" at {model.motion.cadence:g} steps/min" if args.activity != "rest" else "")
     truth: dict[str, list] = {}
 
@@ -189,7 +202,7 @@ def _device_hexoskin(args: argparse.Namespace) -> int:
             heart.second(frame.t_end)
 
     stats = _serve("hexoskin", port, model.frames(), args,
-                   f"hexoskin {args.device_id} (session {model.session_id:08x}): {ecg.rhythm} at {ecg.heart_rate:g} bpm,"
+                   f"hexoskin {args.device_id} (session {model.session_id:08x}): {what},"
                    f" breathing {args.breathing_rate:g}/min (depth {args.depth:g}), {activity}, {args.leads} lead(s)",
                    on_frame=keep)
     if stats is None:
@@ -564,6 +577,11 @@ def build_parser() -> argparse.ArgumentParser:
     body.add_argument("--cadence", type=float, help="steps per minute when walking or running")
     body.add_argument("--noise", type=float, default=0.01, help="ECG white noise, mV")
     body.add_argument("--seed", type=int)
+    rep = h.add_argument_group("replay instead of synthesis")
+    rep.add_argument("--replay", help="a WFDB record (e.g. .../mitdb/100) or a .mat record with .hea: its ECG,"
+                                      " resampled to 256 Hz, on lead I; the session ends with the record")
+    rep.add_argument("--replay-channel", type=int, default=0)
+    rep.add_argument("--loop", action="store_true", help="start the record again at its end")
     dev = h.add_argument_group("device")
     dev.add_argument("--device-id", default="HXSKIN12000001")
     dev.add_argument("--leads", type=int, default=1, choices=(1, 3))

@@ -67,6 +67,12 @@ def test_device_simulator_refuses_bad_arguments(args, message):
     assert proc.returncode == 2 and message in proc.stderr, proc.stderr
 
 
+def test_shirt_simulator_refuses_a_missing_replay_with_one_line():
+    proc = subprocess.run([PY, "-m", "simulators.cli", "device", "hexoskin", "--replay", "/nonexistent/record",
+                           "--duration", "1"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "not a readable WFDB record" in proc.stderr and "Traceback" not in proc.stderr
+
+
 def test_cloud_command_serves_every_emulator_and_keeps_their_data_across_restarts(tmp_path):
     port = free_port()
     env = {**os.environ, "WEARABLE_SIM_KARDIA_API_KEY": "from-env", "WEARABLE_SIM_UP_TOKEN": "up-env",

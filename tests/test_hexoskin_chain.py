@@ -221,3 +221,36 @@ async def test_hrv_of_a_resting_range(tmp_path):
     assert abs(values["rest"][1]["value"] - 66) <= 1.5
     assert values["walking"][0]["value"] == -1  # not a resting or sleep activity type
     assert values["short"][0]["value"] == -1  # 60 s at 66 bpm: fewer than 128 beats
+
+
+async def test_a_real_record_through_the_shirt_checks_its_metrics_against_the_annotated_beats(tmp_path, shared_data):
+    """MIT-BIH 122 replayed by the shirt simulator (resampled to 256 Hz) through the gateway to the
+    emulator: the report's average heart rate (metric 44) and the uploaded RR intervals (datatype 18)
+    agree with the record's annotated beats."""
+    from gateway.analysis import evaluation
+
+    seconds = 120
+    record = shared_data / "mitdb" / "122"
+    with BackgroundServer(build_app(tmp_path / "cloud", Credentials(humanapi_tokens=[HUB_TOKEN]))) as server:
+        summary, counters, _ = await run_session(tmp_path, server, ["--replay", str(record), "--duration",
+                                                                    str(seconds), "--fast"], ["hexoskin"])
+        start = summary["session_start"]
+        with api(server) as c:
+            rid = c.get("/record/").json()["objects"][0]["id"]
+            report = c.get(f"/report/?include_metrics=44&record={rid}").json()
+            rr = np.array(c.get(f"/data/?datatype=18&record={rid}").json()[0]["data"]["18"])
+    assert not counters.get("gaps")
+    beats, _ = evaluation.reference_beats(str(record))
+    t = beats[beats < seconds * 360] / 360.0  # the annotated beats of the replayed span, in seconds
+    truth_rate = 60.0 * (len(t) - 1) / (t[-1] - t[0])
+    (metric,) = report["data"][0]
+    assert abs(metric["value"] - truth_rate) <= 2, (metric["value"], truth_rate)
+    # Each uploaded RR interval ends on an annotated beat (150 ms) and measures the annotated interval.
+    ends = (rr[:, 0] - start) / TICKS
+    nearest = np.searchsorted(t, ends).clip(1, len(t) - 1)
+    nearest = np.where(np.abs(t[nearest - 1] - ends) < np.abs(t[nearest] - ends), nearest - 1, nearest)
+    matched = np.abs(t[nearest] - ends) <= evaluation.TOLERANCE_S
+    assert matched.mean() >= 0.99 and len(rr) >= 0.95 * (len(t) - 1), (matched.mean(), len(rr), len(t))
+    ok = matched & (nearest > 0)
+    annotated = np.diff(t)[nearest[ok] - 1]
+    assert np.mean(np.abs(rr[ok, 1] / TICKS - annotated) <= 0.02) >= 0.95

@@ -18,6 +18,7 @@ import numpy as np
 from gateway.protocols import hexoskin as proto
 from simulators.devices.kardiamobile import SimFrame
 from simulators.physiology.ecg import EcgSynth
+from simulators.physiology.replay import ReplaySource
 from simulators.physiology.respiration import MotionSynth, RespirationSynth
 
 ECG_BLOCK, RESP_BLOCK, ACCEL_BLOCK = 32, 16, 32  # samples per block: 8, 8 and 2 blocks a second
@@ -35,7 +36,7 @@ class ShirtFrame(SimFrame):
 class HexoskinModel:
     """Frames of one session of a Hexoskin-class recorder."""
 
-    def __init__(self, ecg: EcgSynth, respiration: RespirationSynth, motion: MotionSynth,
+    def __init__(self, ecg: "EcgSynth | ReplaySource", respiration: RespirationSynth, motion: MotionSynth,
                  device_id: str = "HXSKIN12000001", firmware=(3, 1, 4), leads: int = 1,
                  session_id: int | None = None, session_start: int | None = None, battery_percent: int = 87) -> None:
         if ecg.fs != proto.ECG_RATE or respiration.fs != proto.RESPIRATION_RATE or motion.fs != proto.ACCELERATION_RATE:
@@ -76,6 +77,8 @@ class HexoskinModel:
         second = 0
         while True:
             mv = self.ecg.next(proto.ECG_RATE)
+            if len(mv) < proto.ECG_RATE:  # a replayed record ended: the session ends on its last whole second
+                return
             leads = [self.to_counts(mv)]
             if self.leads == 3:  # leads II and III: the same heart seen from other angles
                 leads += [self.to_counts(1.4 * mv + 0.02), self.to_counts(0.6 * mv - 0.01)]
