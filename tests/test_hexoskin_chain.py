@@ -254,3 +254,30 @@ async def test_a_real_record_through_the_shirt_checks_its_metrics_against_the_an
     ok = matched & (nearest > 0)
     annotated = np.diff(t)[nearest[ok] - 1]
     assert np.mean(np.abs(rr[ok, 1] / TICKS - annotated) <= 0.02) >= 0.95
+
+
+@pytest.mark.parametrize("first", [0, 117280, 117281])
+def test_a_window_that_starts_mid_second_uploads_on_the_session_second_grid(first):
+    """After a gap the next window starts where the data resumed, mid-second: its heart and breathing
+    rates must still fall on the session's whole seconds, or the receiver refuses the whole upload
+    (raw samples included) and it becomes a dead letter (seen in a loaded CI run)."""
+    from gateway.core.blocks import ChannelInfo, DeviceInfo
+    from gateway.packagers.hexoskin import HexoskinDataPackager
+    from gateway.vendors import hexoskin as hx
+    from simulators.cloud.hexoskin import data as fmt
+    from simulators.physiology.ecg import EcgParams, EcgSynth
+    from simulators.physiology.respiration import RespirationSynth
+
+    start = 459_819_559_206
+    info = DeviceInfo("HXSKIN12000001", "3f8ff08b", "shirt", "3.1.4",
+                      {"leadI": ChannelInfo(256), "respThoracic": ChannelInfo(128)}, {"session_start": start})
+    ecg = EcgSynth(256, EcgParams(seed=3))
+    packager = HexoskinDataPackager("hexoskin", 30)
+    for channel, samples, step in (("leadI", np.rint(ecg.next(7680) / 0.0064).astype(np.int16), 1),
+                                   ("respThoracic", RespirationSynth(128, ecg.breathing_phase).next(3840)[:, 0], 2)):
+        body = json.loads(packager.package(info, info.stream(channel), first // step, samples, 0.0).body)
+        ref, series = fmt.parse_upload(body)
+        fmt.check_alignment(series, start)  # raises UploadError if the receiver would refuse it
+        derived = hx.HEART_RATE if channel == "leadI" else hx.BREATHING_RATE
+        assert len(series[derived][0]) >= 5, series.keys()
+        assert ((series[derived][0] - start) % hx.TICKS_PER_SECOND == 0).all()

@@ -48,22 +48,25 @@ def window_heart_rates(peaks: np.ndarray, fs: float, n_samples: int, window_s: f
 
 
 def heart_rate_per_second(peaks: np.ndarray, fs: float, n_samples: int,
-                          window_s: float = HR_SERIES_WINDOW_S) -> np.ndarray:
+                          window_s: float = HR_SERIES_WINDOW_S, offset: int = 0) -> np.ndarray:
     """Heart rate at the end of each whole second (bpm; NaN when no interval ended in the window)."""
-    return rate_per_second(peaks, fs, n_samples, window_s)
+    return rate_per_second(peaks, fs, n_samples, window_s, offset)
 
 
-def rate_per_second(peaks: np.ndarray, fs: float, n_samples: int, window_s: float) -> np.ndarray:
-    """Events per minute at the end of each whole second, from the intervals ending in the last window_s."""
+def rate_per_second(peaks: np.ndarray, fs: float, n_samples: int, window_s: float, offset: int = 0) -> np.ndarray:
+    """Events per minute at the end of each whole second, from the intervals ending in the last window_s.
+
+    `offset`: the sample where the first second starts (a window that does not begin on a whole
+    second of its session, after a gap, counts its seconds from there)."""
     peaks = np.asarray(peaks, dtype=np.int64)
-    n_sec = int(n_samples // fs)
+    n_sec = max(0, int((n_samples - offset) // fs))
     out = np.full(n_sec, np.nan)
     if len(peaks) < 2 or n_sec == 0:
         return out
     rr = np.diff(peaks).astype(float)
     ends = peaks[1:]
     csum = np.concatenate(([0.0], np.cumsum(rr)))
-    t = np.arange(1, n_sec + 1) * fs  # sample index at the end of each second
+    t = offset + np.arange(1, n_sec + 1) * fs  # sample index at the end of each second
     hi = np.searchsorted(ends, t, side="right")  # intervals ending at or before t
     lo = np.searchsorted(ends, t - window_s * fs, side="right")
     n = hi - lo

@@ -20,7 +20,16 @@ from gateway.vendors import hexoskin as hx
 BREATHING_SERIES_WINDOW_S = 15.0  # a per-second breathing rate averages the breaths of the last 15 s
 
 
-def derived_ecg(samples: np.ndarray, fs: int, t0: int) -> dict[int, list[list[int]]]:
+def _second_offset(t0: int, session_start: int, fs: int) -> int:
+    """Samples from a window's first sample to the next whole second of its session (0 if on one).
+
+    The 1 Hz series must fall on the session's second grid: the receiver refuses anything else, so
+    a window that starts mid-second (after a gap) would lose its whole upload."""
+    ticks = hx.TICKS_PER_SECOND // fs
+    return ((-(t0 - session_start)) % hx.TICKS_PER_SECOND) // ticks
+
+
+def derived_ecg(samples: np.ndarray, fs: int, t0: int, session_start: int | None = None) -> dict[int, list[list[int]]]:
     """Heart rate (19) and RR intervals (18) of one ECG window whose first sample is at HexoTimestamp t0."""
     from gateway.analysis import heart_rate  # scipy: only where windows are analysed
     from gateway.analysis.ecg import analyse_window
@@ -30,22 +39,27 @@ def derived_ecg(samples: np.ndarray, fs: int, t0: int) -> dict[int, list[list[in
         return {}
     ticks = hx.TICKS_PER_SECOND // fs
     peaks = analysis.peaks
-    hr = heart_rate.heart_rate_per_second(peaks, fs, len(samples))
+    offset = _second_offset(t0, t0 if session_start is None else session_start, fs)
+    hr = heart_rate.heart_rate_per_second(peaks, fs, len(samples), offset=offset)
     seconds = np.flatnonzero(np.isfinite(hr))
-    return {hx.HEART_RATE: hx.series(t0 + seconds * hx.TICKS_PER_SECOND, np.rint(hr[seconds])),
+    return {hx.HEART_RATE: hx.series(t0 + offset * ticks + seconds * hx.TICKS_PER_SECOND, np.rint(hr[seconds])),
             hx.RR_INTERVAL: hx.series(t0 + peaks[1:] * ticks, heart_rate.rr_in_units(peaks, fs, hx.TICKS_PER_SECOND))}
 
 
-def derived_breathing(samples: np.ndarray, fs: int, t0: int) -> dict[int, list[list[int]]]:
+def derived_breathing(samples: np.ndarray, fs: int, t0: int, session_start: int | None = None
+                      ) -> dict[int, list[list[int]]]:
     """Breathing rate (33, 1 Hz) of one thoracic-band window whose first sample is at t0."""
     from gateway.analysis import breathing, heart_rate  # scipy: only where windows are analysed
 
     peaks = breathing.breath_peaks(samples, fs)
-    rate = heart_rate.rate_per_second(peaks, fs, len(samples), BREATHING_SERIES_WINDOW_S)
+    offset = _second_offset(t0, t0 if session_start is None else session_start, fs)
+    rate = heart_rate.rate_per_second(peaks, fs, len(samples), BREATHING_SERIES_WINDOW_S, offset)
     seconds = np.flatnonzero(np.isfinite(rate))
     if len(seconds) == 0:
         return {}
-    return {hx.BREATHING_RATE: hx.series(t0 + seconds * hx.TICKS_PER_SECOND, np.rint(rate[seconds]))}
+    ticks = hx.TICKS_PER_SECOND // fs
+    return {hx.BREATHING_RATE: hx.series(t0 + offset * ticks + seconds * hx.TICKS_PER_SECOND,
+                                         np.rint(rate[seconds]))}
 
 
 class HexoskinDataPackager(TimedPackager):
@@ -69,9 +83,10 @@ class HexoskinDataPackager(TimedPackager):
         ticks = hx.TICKS_PER_SECOND // fs
         t0 = int(info.extra["session_start"]) + first * ticks
         data = {hx.CHANNEL_DATATYPES[stream.channel]: hx.series(t0 + np.arange(len(samples)) * ticks, samples)}
+        start = int(info.extra["session_start"])
         if analyse and stream.channel == "leadI":
-            data.update(derived_ecg(samples, fs, t0))
+            data.update(derived_ecg(samples, fs, t0, start))
         elif analyse and stream.channel == "respThoracic":
-            data.update(derived_breathing(samples, fs, t0))
+            data.update(derived_breathing(samples, fs, t0, start))
         body = hx.data_body(info.device, info.extra["session_start"], info.firmware, data)
         return self._package(stream, first, len(samples), start_time, body)
