@@ -528,7 +528,8 @@ def test_sighup_reloads_devices_and_uplinks_and_refuses_an_invalid_file(tmp_path
     assert "Traceback" not in log_text
     # kardia-1: everything it sent until its removal, then its cut window, nothing twice.
     assert _covered_prefix(sim1.sent, rec1) >= sent_at_hup - 300
-    assert all(len(r) == 900 for r in rec1[:-1]) and len(rec1[-1]) < 900
+    # (The cut window is shorter, or whole when the removal fell on a window's end: seen under load.)
+    assert all(len(r) == 900 for r in rec1[:-1]) and len(rec1[-1]) <= 900
     # kardia-2, unchanged by the last reload: from its first sample on, recordings of 900 samples.
     assert _covered_prefix(sim2.sent, rec2) >= 4 * 900 and all(len(r) == 900 for r in rec2[:4])
     assert "configuration reloaded" in log_text and log_text.count("configuration reloaded") == 2
