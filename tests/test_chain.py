@@ -274,6 +274,10 @@ def test_sigkill_with_twenty_devices_keeps_every_commit_of_every_stream_exactly_
             gw = subprocess.Popen(cmd, stdout=open(tmp_path / "gateway-2.log", "w"), stderr=subprocess.STDOUT)
             sim.join(180)
             assert not sim.is_alive() and run["stats"].streaming == n
+            # Up (and its SIGTERM handler in place) before it is asked to stop: when the freeze came late,
+            # the devices were done before the restarted gateway had finished importing.
+            wait_for(lambda: "status page on" in (tmp_path / "gateway-2.log").read_text(), 90,
+                     "the restarted gateway up")
             assert fleet.drain(60) == 0  # the restarted gateway read every byte the devices sent
             gw.send_signal(signal.SIGTERM)
             assert gw.wait(90) == 0
