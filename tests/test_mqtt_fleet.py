@@ -279,6 +279,8 @@ def test_three_gateways_two_relays_a_broker_restart_and_a_killed_relay_every_rec
             relays[0][0].start()
             for sim in sims:
                 sim.join()
+            for sim in sims:  # each gateway has read its device's last frame (a loaded run once lost it here)
+                assert sim.port.drain(60), "a gateway did not read its device's last bytes"
             for gw in gateways:
                 assert gw.terminate() == 0  # drain_on_stop: their spools hand everything to the broker
             wait_for(lambda: sum(len(recordings(url, p)) for p in patients) >= 18 and len(_hub_items(server.url)) >= 18,
@@ -343,6 +345,7 @@ def test_the_broker_down_for_a_minute_loses_nothing(tmp_path, broker):
             down = asyncio.run(_watch_backlog(status, 60.0))
             broker.start()
             sim.join()
+            assert sim.port.drain(60), "the gateway did not read its device's last bytes"
             assert gw.terminate() == 0
             wait_for(lambda: len(recordings(url, patient)) >= 9, 120, "every recording after the outage")
         finally:
