@@ -108,9 +108,10 @@ def window_kurtosis(filtered: np.ndarray, fs: float, window_s: float = SQI_WINDO
         np.zeros(0)
 
 
-def recording_kurtosis(filtered: np.ndarray, fs: float) -> float:
-    """The median window kurtosis (the whole recording's when shorter than a window)."""
-    k = window_kurtosis(filtered, fs)
+def recording_kurtosis(filtered: np.ndarray, fs: float, windows: np.ndarray | None = None) -> float:
+    """The median window kurtosis (the whole recording's when shorter than a window); `windows`: the
+    window kurtosis already computed."""
+    k = window_kurtosis(filtered, fs) if windows is None else windows
     return float(np.median(k)) if len(k) else float(kurtosis(np.asarray(filtered, dtype=float)[None, :])[0])
 
 
@@ -121,10 +122,10 @@ def readable(clean_fraction: float, kurt: float) -> bool:
 
 def readable_windows(peaks: np.ndarray, clean: np.ndarray, n_samples: int, fs: float,
                      window_s: float = SQI_WINDOW_S, filtered: np.ndarray | None = None,
-                     kurtosis_bound: float = READABLE_KURTOSIS) -> np.ndarray:
+                     kurtosis_bound: float = READABLE_KURTOSIS, windows: np.ndarray | None = None) -> np.ndarray:
     """Per consecutive window: True when it holds at least two beats, and most of them are clean or
-    (given the filtered signal) its kurtosis is at least `kurtosis_bound`. A trailing part window
-    counts with the last whole one."""
+    (given the filtered signal, or its window kurtosis in `windows`) its kurtosis is at least
+    `kurtosis_bound`. A trailing part window counts with the last whole one."""
     peaks = np.asarray(peaks, dtype=np.int64)
     width = int(round(window_s * fs))
     n_win = max(0, n_samples // width)
@@ -133,6 +134,8 @@ def readable_windows(peaks: np.ndarray, clean: np.ndarray, n_samples: int, fs: f
     total = np.bincount(win[ok], minlength=n_win)
     good = np.bincount(win[ok], weights=np.asarray(clean, dtype=float)[ok], minlength=n_win)
     seen = good * 2 > total
-    if filtered is not None:
-        seen |= window_kurtosis(filtered, fs, window_s)[:n_win] >= kurtosis_bound
+    if windows is None and filtered is not None:
+        windows = window_kurtosis(filtered, fs, window_s)
+    if windows is not None:
+        seen |= windows[:n_win] >= kurtosis_bound
     return (total >= 2) & seen
