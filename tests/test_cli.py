@@ -82,19 +82,9 @@ def test_cloud_command_serves_every_emulator_and_keeps_their_data_across_restart
 
     def start():
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        banner = ""
-        while "Human API token" not in banner:
-            line = proc.stdout.readline()
-            assert line, f"the cloud emulator exited early:\n{banner}"
-            banner += line
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                httpx.get(base + "/", timeout=1)
-                return proc, banner
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, "the cloud emulator did not come up"
-                time.sleep(0.1)
+        banner = _banner(proc, "Human API token")
+        _wait_get(base + "/", timeout=20)
+        return proc, banner
 
     def stop(proc):
         proc.send_signal(signal.SIGTERM)
@@ -168,8 +158,19 @@ def test_cloud_command_one_hexoskin_user_of_ones_own_starts(tmp_path):
         proc.wait(20)
 
 
-def _wait_get(url: str, **kwargs) -> httpx.Response:
-    deadline = time.monotonic() + 60
+def _banner(proc: subprocess.Popen, last: str) -> str:
+    """The cloud command's start-up lines, up to the one that contains `last`."""
+    banner = ""
+    while last not in banner:
+        line = proc.stdout.readline()
+        assert line, f"the cloud emulator exited early:\n{banner}"
+        banner += line
+    return banner
+
+
+def _wait_get(url: str, timeout: float = 60, **kwargs) -> httpx.Response:
+    """GET url once something answers there (within `timeout` s)."""
+    deadline = time.monotonic() + timeout
     while True:
         try:
             return httpx.get(url, timeout=5, **kwargs)
@@ -185,11 +186,7 @@ def test_cloud_command_over_tls_at_the_vendor_roots(tmp_path):
                              "--tls", "--listen", f"hexoskin=127.0.0.1:{own}"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        banner = ""
-        while "Hexoskin users" not in banner:
-            line = proc.stdout.readline()
-            assert line, f"the cloud emulator exited early:\n{banner}"
-            banner += line
+        banner = _banner(proc, "Hexoskin users")
         ca = tmp_path / "tls" / "ca.pem"
         trust = ssl.create_default_context(cafile=str(ca))
         assert f"trust the CA in {ca}" in banner and f"at its root on https://127.0.0.1:{own}" in banner
