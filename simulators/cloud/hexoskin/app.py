@@ -126,32 +126,27 @@ class HexoskinEmulator:
 
     async def top_level(self, request: Request) -> Response:
         """Tastypie's resource list: each resource's list endpoint and schema (no authentication, as Tastypie)."""
-        root = tp.ROOT.set(request.scope.get("root_path", ""))
-        try:
+        with tp.rooted(request.scope.get("root_path", "")):
             return JSONResponse(R.resource_list())
-        finally:
-            tp.ROOT.reset(root)
 
     async def endpoint(self, request: Request) -> Response:
         """Every resource: authenticate, apply the method rules, answer (errors as {"error": ...})."""
-        root = tp.ROOT.set(request.scope.get("root_path", ""))
-        try:
-            body = b"" if request.method in ("GET", "HEAD") else await read_body(request)
-            email = self.auth.authenticate(self._received_url(request), request.headers, request.method, body)
-            user = self.store.user_by_email(email)
-            if user is None:
-                raise AuthError("unknown user")
-            return await self._dispatch(request, user, body)
-        except AuthError as exc:
-            return _error(401, str(exc))
-        except ApiError as exc:
-            return _error(exc.status, exc.message, exc.headers)
-        except tp.MethodError as exc:
-            return _error(exc.status, str(exc))
-        except (tp.QueryError, fmt.UploadError) as exc:
-            return _error(400, str(exc))
-        finally:
-            tp.ROOT.reset(root)
+        with tp.rooted(request.scope.get("root_path", "")):
+            try:
+                body = b"" if request.method in ("GET", "HEAD") else await read_body(request)
+                email = self.auth.authenticate(self._received_url(request), request.headers, request.method, body)
+                user = self.store.user_by_email(email)
+                if user is None:
+                    raise AuthError("unknown user")
+                return await self._dispatch(request, user, body)
+            except AuthError as exc:
+                return _error(401, str(exc))
+            except ApiError as exc:
+                return _error(exc.status, exc.message, exc.headers)
+            except tp.MethodError as exc:
+                return _error(exc.status, str(exc))
+            except (tp.QueryError, fmt.UploadError) as exc:
+                return _error(400, str(exc))
 
     @staticmethod
     def _received_url(request: Request) -> str:

@@ -16,7 +16,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
@@ -61,6 +62,16 @@ class ListQuery:
     order: list[tuple[str, bool]]  # (field, descending)
     limit: int
     offset: int
+
+
+@contextmanager
+def rooted(root: str) -> Iterator[None]:
+    """URIs written inside carry `root` (the path the API is served under for this request)."""
+    token = ROOT.set(root)
+    try:
+        yield
+    finally:
+        ROOT.reset(token)
 
 
 def ref_tail(text: str, resource: str) -> str:
