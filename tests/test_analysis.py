@@ -117,6 +117,20 @@ def test_determination_duration_rules():
     assert rhythm.determination(300.1, "afib") == "too_long"
 
 
+@pytest.mark.parametrize("seconds", [3, 5, 6])
+def test_a_short_clean_strip_keeps_its_heart_rate(seconds):
+    """Too few intervals for a rhythm in a clean strip is unclassified with its rate, not unreadable
+    (5 s strips lost their rate once the edge beats were left out: 4 intervals, under MIN_INTERVALS)."""
+    for seed in range(12):
+        synth = EcgSynth(300, EcgParams(noise_mv=0.02, wander_mv=0.1, hum_mv=0.02, seed=seed))
+        x = synth.next(300 * seconds)
+        a = analyse_ecg(np.rint(x * 2000), 300, 50, with_enhanced=False)
+        assert a.rhythm in ("normal", "unclassified") and a.determination == "too_short", (seed, a.rhythm)
+        beats = np.array(synth.beat_times)
+        beats = beats[(beats >= rhythm.EDGE_S) & (beats < seconds - rhythm.EDGE_S)]
+        assert abs(a.heart_rate - 60 / np.diff(beats).mean()) <= 1, (seed, a.heart_rate)  # the strip's own rate
+
+
 @pytest.mark.parametrize("x", [np.zeros(9000), np.full(9000, 2047.0), np.random.default_rng(1).normal(0, 300, 9000)])
 def test_no_heartbeat_is_unreadable_not_a_crash(x):
     a = analyse_ecg(x, 300, 50)

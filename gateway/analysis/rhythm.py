@@ -14,7 +14,8 @@ recordings (scripts/bench_analysis.py --cv: CinC 2017 whole recordings and MIT-B
 folds by recording; the cross-validated figures are in docs/analysis.md):
 - readability (quality.py): unreadable when fewer than half of the beats are clean copies of the
   typical beat and the signal's kurtosis is under 8; a rhythm also needs 5 intervals between
-  beats in readable stretches.
+  beats in readable stretches (a mostly readable strip with fewer, e.g. 5 s long, is
+  unclassified with its heart rate, not unreadable).
 - heart rate: the average over every interval between detected beats, ectopic beats and pauses
   included (what a clinician reads off the strip); stretches of plain noise are left out, never
   filled with invented beats.
@@ -45,6 +46,7 @@ MIN_SECONDS = 30.0
 MAX_SECONDS = 300.0
 DURATION_SLACK_S = 0.5  # a few lost frames (83 ms each) do not make a 30 s recording too short
 MIN_INTERVALS = 5  # intervals in readable stretches for a rate and a rhythm
+READABLE_SHARE = 0.5  # of the 5 s windows, for a strip with too few intervals to be short rather than noisy
 MIN_CLEAN_INTERVALS = 5  # consecutive clean intervals to judge the rhythm's regularity
 AF_MIN_CLEAN_FRACTION = 0.2
 AF_IRREGULARITY = 0.07
@@ -133,9 +135,11 @@ def readable_rate(filtered: np.ndarray, peaks: np.ndarray, clean: np.ndarray, fs
 
 def classify(f: RhythmFeatures) -> str:
     """The rhythm, whatever the duration: normal, afib, bradycardia, tachycardia, unclassified or unreadable."""
-    if (f.heart_rate is None or not quality.readable(f.clean_fraction, f.kurtosis)
-            or f.readable_intervals < MIN_INTERVALS):
+    if f.heart_rate is None or not quality.readable(f.clean_fraction, f.kurtosis):
         return "unreadable"
+    if f.readable_intervals < MIN_INTERVALS:
+        # Few intervals in a mostly readable strip is a short strip, not noise: its rate stands.
+        return "unclassified" if f.readable_fraction >= READABLE_SHARE else "unreadable"
     if f.clean_intervals < MIN_CLEAN_INTERVALS:
         return "unclassified"  # readable, but too few consecutive clean beats to judge the rhythm
     hr = f.heart_rate
