@@ -224,6 +224,7 @@ class Gateway:
     async def _remove_device(self, runner: DeviceRunner) -> None:
         """Stop reading a device, package what its buffers hold (partial windows too), commit, drop it."""
         assert self.ingest is not None
+        runner.closing = True
         await runner.transport.close()  # it hands over what it read, then ends
         task = self._transport_tasks.pop(runner.config.name)
         if (await asyncio.wait([task], timeout=STOP_TIMEOUT))[1]:
@@ -383,6 +384,7 @@ class Gateway:
         async with self._reloading:  # a reload under way ends first
             pass
         for runner in self.devices:
+            runner.closing = True
             await runner.transport.close()  # each hands over what it read, then ends
         tasks = list(self._transport_tasks.values())
         done, late = await asyncio.wait(tasks, timeout=STOP_TIMEOUT) if tasks else ((), ())

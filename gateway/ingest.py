@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from gateway.config import DeviceConfig
+from gateway.core.blocks import Gap
 from gateway.drivers.base import Driver, bad_frames
 from gateway.pipeline import DevicePipeline
 from gateway.spool import AsyncSpool, Changes, CommitResult
@@ -63,6 +64,7 @@ class DeviceRunner:
     last_data: float | None = None
     retiring: asyncio.Future | None = None  # set by Ingest.remove(): done once the device is dropped
     windows_cut: bool = False
+    closing: bool = False  # the gateway closed the transport: a frame cut now is cut by the stop
 
     def status(self) -> dict[str, Any]:
         """Link state, counters and streams."""
@@ -88,7 +90,11 @@ class DeviceRunner:
                 chunks = []
             if isinstance(item, LinkEvent):
                 if item is LINK_DOWN:
-                    events += self.driver.link_lost()
+                    lost = self.driver.link_lost()
+                    if self.closing:
+                        lost = [Gap(e.stream, e.start, e.missing, at_stop=True) if isinstance(e, Gap) else e
+                                for e in lost]
+                    events += lost
             else:  # a Notification keeps its characteristic: one call each
                 self._feed(item, at, events)
                 arrival = at

@@ -105,7 +105,7 @@ class DevicePipeline:
             if isinstance(ev, SampleBlock):
                 self._on_block(ev, ch)
             elif isinstance(ev, Gap):
-                self._on_gap(ev.stream, ev.start, ev.missing, ch)
+                self._on_gap(ev.stream, ev.start, ev.missing, ch, ev.at_stop)
             elif isinstance(ev, DeviceInfo):
                 self._on_info(ev, ch)
             elif isinstance(ev, Reading):
@@ -332,11 +332,16 @@ class DevicePipeline:
             log.warning("device %s: no configured uplink takes %s readings; %s dropped", self.device,
                         reading.kind, reading.key)
 
-    def _on_gap(self, sid: StreamId, start: int, missing: int, ch: Changes) -> None:
+    def _on_gap(self, sid: StreamId, start: int, missing: int, ch: Changes, at_stop: bool = False) -> None:
         st = self.streams.get(sid)
         ch.gaps.append(GapRow(self.device, sid.key, start, missing))
         self.counters["gaps"] += 1
-        log.warning("device %s: gap of %d samples in %s at %d", self.device, missing, sid.key, start)
+        if at_stop:  # the gateway's own stop cut the frame in flight: recorded, but not a link fault
+            self.counters["gaps_at_stop"] += 1
+            log.info("device %s: stopped mid-frame; its %d samples in %s at %d are recorded as a gap", self.device,
+                     missing, sid.key, start)
+        else:
+            log.warning("device %s: gap of %d samples in %s at %d", self.device, missing, sid.key, start)
         if st is None or not st.started or st.retired:
             return
         self._cut(st, final=True)  # a package never spans a gap

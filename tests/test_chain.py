@@ -153,6 +153,53 @@ async def test_garbage_corrupt_frames_and_drops_are_counted_recorded_and_never_c
         assert rec["duration"] == round(n * 1000 / 300)
 
 
+async def test_a_stop_that_cuts_the_frame_in_flight_records_it_as_a_gap_not_a_link_fault(tmp_path, caplog):
+    """The gateway stops while half a frame is read: its samples are a recorded gap (a restart must not take
+    the stream as whole there), logged as the stop's doing, not warned of as a lost frame."""
+    import logging
+
+    from simulators.devices.kardiamobile import KardiaMobileModel
+    from simulators.devices.serial_front import PtyPort
+    from simulators.physiology.ecg import EcgParams, EcgSynth
+
+    port = PtyPort()
+    frames = KardiaMobileModel(EcgSynth(300, EcgParams(seed=3))).frames()
+    head = []  # device info, then 3 s: 36 frames of 25 samples (and the info frame every 300 samples)
+    while sum(f.kind == "samples" for f in head) < 36:
+        head.append(next(frames))
+    cut = next(frames)
+    while cut.kind != "samples":
+        head.append(cut)
+        cut = next(frames)
+    data = b"".join(f.data for f in head) + cut.data[:len(cut.data) // 2]
+    with BackgroundServer(build_app(tmp_path / "cloud", Credentials([API_KEY]))) as server:
+        url = server.url + "/kardia"
+        patient = create_patient(url)
+        cfg_path = tmp_path / "gateway.toml"
+        cfg_path.write_text(config_toml(tmp_path / "spool.db", url, patient, port.path, 3))
+        gateway = Gateway(load(cfg_path, env={"CHAIN_KARDIA_KEY": API_KEY}))
+        await gateway.start()
+        runner = gateway.devices[0]
+        assert await asyncio.to_thread(port.wait_for_reader, None, 60)
+        os.write(port.master, data)
+        await read_all(runner.transport, len(data))
+        with caplog.at_level(logging.INFO, logger="gateway"):
+            await gateway.stop(drain_timeout=60)
+        recs = await fetch_recordings(url, API_KEY, patient)
+    port.close()
+    spool = Spool(tmp_path / "spool.db")
+    gaps = [(g.start, g.missing) for g in spool.gaps()]
+    spool.close()
+    first = head[1].counter
+    assert gaps == [(cut.counter, 25)] and cut.counter == first + 900
+    assert runner.pipeline.counters["gaps_at_stop"] == 1 and runner.driver.counters["truncated_frames"] == 1
+    got = np.concatenate([r["data"]["raw"]["samples"]["leadI"] for r in recs])
+    assert np.array_equal(got, np.concatenate([f.samples for f in head if f.kind == "samples"]))  # each whole frame once
+    stopped = [r for r in caplog.records if "stopped mid-frame" in r.getMessage()]
+    assert len(stopped) == 1 and stopped[0].levelno == logging.INFO
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING and "gap" in r.getMessage()]
+
+
 def _frozen_when(gw: subprocess.Popen, read, enough, tries: int = 200):
     """SIGSTOP the gateway and read its spool until `enough(journal)`; it is left frozen then (or after
     the last try), so the state read is the state a SIGKILL leaves. Returns (packages, journal)."""

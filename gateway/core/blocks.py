@@ -79,11 +79,16 @@ class SampleBlock:
 
 @dataclass(frozen=True, slots=True)
 class Gap:
-    """`missing` samples of `stream` starting at counter `start` never arrived."""
+    """`missing` samples of `stream` starting at counter `start` never arrived.
+
+    `at_stop`: the frame in flight when the gateway itself stopped reading (a stop, or a device
+    removed by a reload); recorded like any gap, but not a fault of the link.
+    """
 
     stream: StreamId
     start: int
     missing: int
+    at_stop: bool = False
 
 
 @dataclass(frozen=True, slots=True)
