@@ -301,3 +301,37 @@ def test_a_recording_cut_mid_t_wave_does_not_count_a_false_first_beat():
         x = EcgSynth(300, EcgParams(noise_mv=0.01, wander_mv=0.05, seed=seed)).next(12000)
         for a, b in ((0, 9000), (9000, 12000)):
             assert abs(analyse_ecg(np.rint(x[a:b] * 2000), 300, 60, with_enhanced=False).heart_rate - 70) <= 1, seed
+
+
+def test_two_detectors_agree_on_clean_beats_and_not_on_noise():
+    fs = 300
+    synth = EcgSynth(fs, EcgParams(seed=4, noise_mv=0.02, wander_mv=0.2))
+    x = synth.next(fs * 30)
+    filtered = quality.band_passed(x, fs)
+    peaks = qrs.r_peaks(x, fs, filtered)
+    truth = np.rint(np.array(synth.beat_times) * fs).astype(np.int64)
+    truth = truth[truth < len(x)]
+    second = quality.slope_beats(filtered, fs)
+    assert evaluation.match_beats(truth, second, int(0.15 * fs)).fn == 0  # the crude detector sees every beat
+    clean = quality.agreement(peaks, filtered, fs)
+    assert clean.overall >= quality.READABLE_AGREEMENT and (clean.windows >= quality.WINDOW_AGREEMENT).all()
+    noise = np.random.default_rng(4).normal(0, 1.0, fs * 30)
+    nf = quality.band_passed(noise, fs)
+    noisy = quality.agreement(qrs.r_peaks(noise, fs, nf), nf, fs)
+    assert noisy.overall < quality.READABLE_AGREEMENT  # the noise's rhythm is never confirmed this way
+    assert analyse_ecg(noise, fs, 50, with_enhanced=False).heart_rate is None
+    # One-to-one: two beats of one side never match the same beat of the other.
+    hit = quality.matched(np.array([100, 110, 400]), np.array([105, 700]), 30)
+    assert hit.tolist() == [True, False, False]
+
+
+def test_a_paced_record_is_readable_and_has_its_rate(shared_data):
+    """MIT-BIH 217 (paced beats, fusion and PVCs): few beats match the median shape and the kurtosis is
+    low, but the two detectors agree on the beats; before the agreement index 15 of its 60 windows were
+    unreadable, without a rate."""
+    windows = corpus.mitdb_windows(shared_data, 300.0, records=["217"])
+    results = [analyse_ecg(w.x * 1000.0, w.fs, with_enhanced=False) for w in windows]
+    unreadable = sum(a.rhythm == "unreadable" for a in results)
+    within = sum(a.heart_rate is not None and abs(a.heart_rate - w.reference_rate) <= 2
+                 for w, a in zip(windows, results))
+    assert len(windows) >= 50 and unreadable <= 0.1 * len(windows) and within >= len(windows) - 1

@@ -21,7 +21,8 @@ from gateway.analysis import corpus, quality, rhythm
 # The grids searched (the shipped values are among them).
 AF_GRID = {"irregularity": (0.05, 0.06, 0.07, 0.08, 0.09, 0.10), "p_consistency": (0.6, 0.65, 0.7, 0.75, 0.8, 0.85),
            "min_clean": (0.2, 0.3, 0.4, 0.5)}
-UNREADABLE_GRID = {"min_clean": (0.3, 0.4, 0.5, 0.6, 0.7), "kurtosis": (5.0, 6.0, 7.0, 8.0, 9.0, 10.0)}
+UNREADABLE_GRID = {"min_clean": (0.3, 0.4, 0.5, 0.6, 0.7), "kurtosis": (5.0, 6.0, 7.0, 8.0, 9.0, 10.0),
+                   "agree_readable": (0.85, 0.9, 0.95, 1.01), "agree_unreadable": (0.0, 0.5, 0.55, 0.6, 0.65, 0.7)}
 
 
 @dataclass
@@ -32,6 +33,7 @@ class Table:
     p_consistency: np.ndarray
     clean_fraction: np.ndarray
     kurtosis: np.ndarray
+    agreement: np.ndarray
     labels: np.ndarray
     groups: np.ndarray
     sources: np.ndarray
@@ -42,7 +44,7 @@ class Table:
         """Arrays from examples and their features."""
         def col(name: str) -> np.ndarray:
             return np.array([getattr(f, name) for f in features], dtype=float)
-        return cls(col("irregularity"), col("p_consistency"), col("clean_fraction"), col("kurtosis"),
+        return cls(col("irregularity"), col("p_consistency"), col("clean_fraction"), col("kurtosis"), col("agreement"),
                    np.array([e.label for e in examples]), np.array([e.group for e in examples]),
                    np.array([e.source for e in examples]),
                    np.array([np.nan if e.snr_db is None else e.snr_db for e in examples]))
@@ -53,9 +55,11 @@ def af_calls(t: Table, irregularity: float, p_consistency: float, min_clean: flo
     return (t.clean_fraction >= min_clean) & (t.irregularity >= irregularity) & (t.p_consistency < p_consistency)
 
 
-def unreadable_calls(t: Table, min_clean: float, kurtosis: float) -> np.ndarray:
-    """quality.readable's rule, negated, on every example."""
-    return (t.clean_fraction < min_clean) & (t.kurtosis < kurtosis)
+def unreadable_calls(t: Table, min_clean: float, kurtosis: float, agree_readable: float,
+                     agree_unreadable: float) -> np.ndarray:
+    """quality.readable's rule, negated, on every example (1.01 and 0: that agreement bound off)."""
+    return ((t.agreement < agree_unreadable)
+            | ((t.clean_fraction < min_clean) & (t.kurtosis < kurtosis) & (t.agreement < agree_readable)))
 
 
 def f1(called: np.ndarray, truth: np.ndarray) -> float:
@@ -82,12 +86,13 @@ def noisy_truth(t: Table) -> np.ndarray:
 
 
 def unreadable_objective(t: Table, called: np.ndarray, mask: np.ndarray) -> float:
-    """Share of noisy examples called unreadable, minus a steep price for clean ones above 3 %."""
+    """Share of noisy examples called unreadable, minus the share of clean ones (each loses its rate and
+    rhythm), minus a steep price for clean ones above 3 %."""
     truth = noisy_truth(t)
     noisy, clean = mask & (truth == 1), mask & (truth == 0)
     hit = float(called[noisy].mean()) if noisy.any() else 0.0
     false = float(called[clean].mean()) if clean.any() else 0.0
-    return hit - 10.0 * max(0.0, false - 0.03)
+    return hit - false - 10.0 * max(0.0, false - 0.03)
 
 
 def cross_validate(t: Table, calls: Callable[..., np.ndarray], grid: dict[str, Sequence[float]],
@@ -112,4 +117,6 @@ def shipped() -> dict[str, dict[str, float]]:
     """The thresholds the analysis uses, in the grids' terms."""
     return {"af": {"irregularity": rhythm.AF_IRREGULARITY, "p_consistency": rhythm.AF_P_CONSISTENCY,
                    "min_clean": rhythm.AF_MIN_CLEAN_FRACTION},
-            "unreadable": {"min_clean": quality.MIN_CLEAN_FRACTION, "kurtosis": quality.READABLE_KURTOSIS}}
+            "unreadable": {"min_clean": quality.MIN_CLEAN_FRACTION, "kurtosis": quality.READABLE_KURTOSIS,
+                           "agree_readable": quality.READABLE_AGREEMENT,
+                           "agree_unreadable": quality.AGREEMENT_UNREADABLE}}

@@ -18,7 +18,7 @@ class EcgAnalysis:
     fs: float
     n_samples: int
     peaks: np.ndarray  # R-peak sample indices, on the extreme of the QRS
-    heart_rate: int | None  # average bpm, rounded, from clean intervals
+    heart_rate: int | None  # average bpm, rounded, over readable stretches; None when too little shows beats
     rhythm: str  # classify(): normal, afib, bradycardia, tachycardia, unclassified, unreadable
     determination: str  # the Kardia algorithmDetermination (duration rules applied)
     features: rhythm.RhythmFeatures | None
@@ -43,8 +43,14 @@ def analyse_ecg(samples: np.ndarray, fs: float, mains_frequency: int | None = No
     enh = enhanced.enhance(x, fs, mains_frequency, peaks) if with_enhanced else None
     f = rhythm.features(filtered, peaks, fs)
     rhythm_name = rhythm.classify(f)
-    rate = f.heart_rate if f.heart_rate is not None else heart_rate.average_heart_rate(peaks, fs)
-    hr = int(round(rate)) if rate is not None and rhythm_name != "unreadable" else None
+    if rhythm_name == "unreadable":
+        # No rhythm can be judged, but when most of the strip shows beats they still give its rate;
+        # a stray window of noise that looks readable does not (white noise found "139 bpm" so).
+        rate = (f.heart_rate if f.readable_intervals >= rhythm.MIN_INTERVALS
+                and f.readable_fraction >= rhythm.READABLE_SHARE else None)
+    else:
+        rate = f.heart_rate if f.heart_rate is not None else heart_rate.average_heart_rate(peaks, fs)
+    hr = int(round(rate)) if rate is not None else None
     return EcgAnalysis(fs, len(x), peaks, hr, rhythm_name, rhythm.determination(len(x) / fs, rhythm_name), f, enh)
 
 

@@ -1,17 +1,23 @@
 """Signal quality: can the beats be seen?
 
-Two signal-quality indices, each robust where the other is not:
+Three signal-quality indices, each robust where another is not:
 - template match: each detected beat's QRS (+-100 ms, band-passed 1-40 Hz, zero-phase) is
   correlated with the median of all of them; a beat is clean when the correlation is at least
   0.8 (the usual template-matching bound, e.g. Li, Mark & Clifford 2008). Noise makes "beats"
   that match nothing, but so do frequent ectopic beats of another shape;
 - kurtosis of the band-passed signal (kSQI, Li et al. 2008): an ECG is peaky (well above 5),
   noise that hides the beats brings it towards a Gaussian's 3; ectopy keeps it peaky.
-A stretch is unreadable only when both say so: fewer than half of its beats clean *and* a
-kurtosis under 8. Both thresholds were chosen by grouped 5-fold cross-validation on the shared
-recordings (scripts/bench_analysis.py --cv): CinC 2017 noisy recordings and MIT-BIH windows
-with NSTDB noise at -6 dB as unreadable, the other CinC recordings, MIT-BIH windows and 12-24 dB
-mixtures as readable; every fold chose clean < 0.5 and a kurtosis bound of 7-8.
+- agreement of two detectors (bSQI, Li et al. 2008): the beats of the main detector (qrs.py)
+  against those of a second, simpler one (`slope_beats`: peaks of the smoothed slope of an
+  8-25 Hz band), matched within 200 ms (their fiducial points differ by up to ~160 ms on wide,
+  paced beats), as matched / (either's beats). Two unlike detectors agree on real beats of any
+  shape (paced rhythm, runs of ventricular tachycardia) and disagree on noise.
+A stretch is unreadable when fewer than 70 % of its beats are clean *and* its kurtosis is
+under 10 *and* the detectors agree on less than 95 % of the beats, or when they agree on less
+than 60 % of them whatever the rest says. The thresholds were chosen by grouped
+5-fold cross-validation on the shared recordings (scripts/bench_analysis.py --cv): CinC 2017
+noisy recordings and MIT-BIH windows with NSTDB noise at -6 dB as unreadable, the other CinC
+recordings, MIT-BIH windows and 12-24 dB mixtures as readable.
 """
 
 from __future__ import annotations
@@ -25,9 +31,20 @@ from scipy import signal
 CLEAN_CORRELATION = 0.8
 QRS_HALF_WIDTH_S = 0.1
 BAND_HZ = (1.0, 40.0)
-MIN_CLEAN_FRACTION = 0.5  # below this share of clean beats (and with a low kurtosis): unreadable
-READABLE_KURTOSIS = 8.0  # at or above this kurtosis a stretch is readable whatever its beats' shapes
+MIN_CLEAN_FRACTION = 0.7  # below this share of clean beats (with a low kurtosis and agreement): unreadable
+READABLE_KURTOSIS = 10.0  # at or above this kurtosis a stretch is readable whatever its beats' shapes
 NOISE_KURTOSIS = 4.0  # a window with mostly unclean beats and a near-Gaussian kurtosis is plain noise
+READABLE_AGREEMENT = 0.95  # two detectors agreeing on this share of beats: readable whatever their shapes
+# A 5 s window (5-12 beats) the detectors agree on beat for beat (one miss in ten at most) is not
+# noise, whatever its shapes; set a priori, not fitted (with fewer beats one miss is under 0.9).
+WINDOW_AGREEMENT = 0.9
+AGREEMENT_UNREADABLE = 0.6  # agreeing on less than this share: unreadable whatever the rest says
+AGREEMENT_TOLERANCE_S = 0.2
+AGREEMENT_EDGE_S = 0.36
+SLOPE_BAND_HZ = (8.0, 25.0)
+SLOPE_SMOOTH_S = 0.08
+SLOPE_THRESHOLD = 0.3  # of the median 2 s maximum of the smoothed slope
+SLOPE_DISTANCE_S = 0.25
 SQI_WINDOW_S = 5.0
 
 
@@ -115,17 +132,97 @@ def recording_kurtosis(filtered: np.ndarray, fs: float, windows: np.ndarray | No
     return float(np.median(k)) if len(k) else float(kurtosis(np.asarray(filtered, dtype=float)[None, :])[0])
 
 
-def readable(clean_fraction: float, kurt: float) -> bool:
-    """Whether beats can be seen: enough clean beats, or a peaky signal."""
-    return clean_fraction >= MIN_CLEAN_FRACTION or kurt >= READABLE_KURTOSIS
+@lru_cache(maxsize=16)
+def _slope_band(fs: float) -> np.ndarray:
+    return signal.butter(3, SLOPE_BAND_HZ, "bandpass", fs=fs, output="sos")
+
+
+def slope_beats(filtered: np.ndarray, fs: float) -> np.ndarray:
+    """The second detector's beats: peaks of the smoothed absolute slope of an 8-25 Hz band above 30 % of
+    its median 2 s maximum, at least 250 ms apart. Crude on purpose: it shares nothing with qrs.py but
+    the signal, so the two agree where beats are plain to see."""
+    x = np.asarray(filtered, dtype=float)
+    if len(x) < int(2 * fs) or fs / 2 <= SLOPE_BAND_HZ[1]:
+        return np.zeros(0, dtype=np.int64)
+    y = signal.sosfiltfilt(_slope_band(fs), x)
+    width = max(1, int(round(SLOPE_SMOOTH_S * fs)))
+    slope = np.abs(np.diff(y, prepend=y[0]))
+    energy = np.convolve(slope, np.ones(width) / width, "same")
+    block = int(round(2 * fs))
+    n = len(energy) // block
+    level = float(np.median(energy[:n * block].reshape(n, block).max(axis=1)))
+    if level <= 0:
+        return np.zeros(0, dtype=np.int64)
+    peaks, _ = signal.find_peaks(energy, height=SLOPE_THRESHOLD * level, distance=max(1, int(SLOPE_DISTANCE_S * fs)))
+    return peaks.astype(np.int64)
+
+
+def matched(a: np.ndarray, b: np.ndarray, tolerance: int) -> np.ndarray:
+    """Per beat of sorted `a`: whether it and its nearest beat of sorted `b` are each other's nearest,
+    within `tolerance` samples (a one-to-one match, without a loop)."""
+    a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
+    if len(a) == 0 or len(b) == 0:
+        return np.zeros(len(a), dtype=bool)
+
+    def nearest(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+        i = np.clip(np.searchsorted(q, p), 1, len(q) - 1) if len(q) > 1 else np.zeros(len(p), dtype=np.int64)
+        if len(q) > 1:
+            i = np.where(np.abs(q[i - 1] - p) <= np.abs(q[i] - p), i - 1, i)
+        return i
+
+    ia = nearest(a, b)
+    back = nearest(b[ia], a)
+    return (back == np.arange(len(a))) & (np.abs(b[ia] - a) <= tolerance)
+
+
+@dataclass
+class Agreement:
+    """How far the second detector confirms the main one's beats."""
+
+    overall: float  # bSQI of the recording: matched / (either detector's beats), 0 with no beat
+    windows: np.ndarray  # bSQI of each consecutive whole window (0 where neither found a beat)
+
+
+def agreement(peaks: np.ndarray, filtered: np.ndarray, fs: float, window_s: float = SQI_WINDOW_S) -> Agreement:
+    """The two detectors' agreement over a recording and its windows."""
+    # A beat this near either end may be cut in half: one detector sees it, the other not.
+    edge, n = int(round(AGREEMENT_EDGE_S * fs)), len(filtered)
+    a = np.sort(np.asarray(peaks, dtype=np.int64))
+    b = slope_beats(filtered, fs)
+    a, b = a[(a >= edge) & (a < n - edge)], b[(b >= edge) & (b < n - edge)]
+    hit = matched(a, b, int(round(AGREEMENT_TOLERANCE_S * fs)))
+    width = int(round(window_s * fs))
+    n_win = len(filtered) // width
+
+    def per_window(p: np.ndarray, weights=None) -> np.ndarray:
+        w = np.minimum(p // width, max(n_win - 1, 0))
+        return np.bincount(w[w < n_win], weights=None if weights is None else weights[w < n_win],
+                           minlength=n_win)[:n_win] if n_win else np.zeros(0)
+
+    tp = per_window(a, hit.astype(float))
+    union = per_window(a) + per_window(b) - tp
+    with np.errstate(invalid="ignore", divide="ignore"):
+        windows = np.where(union > 0, tp / np.maximum(union, 1), 0.0)
+    total = len(a) + len(b) - int(hit.sum())
+    return Agreement(float(hit.sum()) / total if total else 0.0, windows)
+
+
+def readable(clean_fraction: float, kurt: float, agree: float) -> bool:
+    """Whether beats can be seen: the detectors agree enough, and there are enough clean beats, a peaky
+    signal or near-full agreement."""
+    if agree < AGREEMENT_UNREADABLE:
+        return False
+    return clean_fraction >= MIN_CLEAN_FRACTION or kurt >= READABLE_KURTOSIS or agree >= READABLE_AGREEMENT
 
 
 def readable_windows(peaks: np.ndarray, clean: np.ndarray, n_samples: int, fs: float,
                      window_s: float = SQI_WINDOW_S, filtered: np.ndarray | None = None,
-                     kurtosis_bound: float = READABLE_KURTOSIS, windows: np.ndarray | None = None) -> np.ndarray:
+                     kurtosis_bound: float = READABLE_KURTOSIS, windows: np.ndarray | None = None,
+                     agree: np.ndarray | None = None) -> np.ndarray:
     """Per consecutive window: True when it holds at least two beats, and most of them are clean or
     (given the filtered signal, or its window kurtosis in `windows`) its kurtosis is at least
-    `kurtosis_bound`. A trailing part window counts with the last whole one."""
+    `kurtosis_bound`, or (given `agree`, each window's bSQI) the detectors agree on WINDOW_AGREEMENT
+    of its beats. A trailing part window counts with the last whole one."""
     peaks = np.asarray(peaks, dtype=np.int64)
     width = int(round(window_s * fs))
     n_win = max(0, n_samples // width)
@@ -138,4 +235,6 @@ def readable_windows(peaks: np.ndarray, clean: np.ndarray, n_samples: int, fs: f
         windows = window_kurtosis(filtered, fs, window_s)
     if windows is not None:
         seen |= windows[:n_win] >= kurtosis_bound
+    if agree is not None:
+        seen |= agree[:n_win] >= WINDOW_AGREEMENT
     return (total >= 2) & seen

@@ -12,8 +12,9 @@ AliveCor's published rules, as the issue and the Kardia Pro document give them:
 The features, and the thresholds chosen by grouped 5-fold cross-validation on the shared
 recordings (scripts/bench_analysis.py --cv: CinC 2017 whole recordings and MIT-BIH 30 s windows,
 folds by recording; the cross-validated figures are in docs/analysis.md):
-- readability (quality.py): unreadable when fewer than half of the beats are clean copies of the
-  typical beat and the signal's kurtosis is under 8; a rhythm also needs 5 intervals between
+- readability (quality.py): unreadable when fewer than 70 % of the beats are clean copies of the
+  typical beat, the signal's kurtosis is under 10 and two unlike detectors agree on under 95 %
+  of the beats, or when they agree on under 60 %; a rhythm also needs 5 intervals between
   beats in readable stretches (a mostly readable strip with fewer, e.g. 5 s long, is
   unclassified with its heart rate, not unreadable).
 - heart rate: the average over every interval between detected beats, ectopic beats and pauses
@@ -72,6 +73,7 @@ class RhythmFeatures:
     kurtosis: float = 0.0  # the median window kurtosis of the band-passed signal
     readable_intervals: int = 0  # intervals between beats in readable stretches
     readable_fraction: float = 0.0  # share of the 5 s windows that are readable
+    agreement: float = 0.0  # bSQI: the share of beats both detectors found (quality.agreement)
 
 
 def clean_intervals(peaks: np.ndarray, clean: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -90,11 +92,12 @@ def features(filtered: np.ndarray, peaks: np.ndarray, fs: float,
     beats = beats or quality.beat_quality(filtered, peaks, fs)
     windows = quality.window_kurtosis(filtered, fs)  # once, for the recording and for its stretches
     kurt = quality.recording_kurtosis(filtered, fs, windows)
-    heart_rate, n_readable, readable_fraction = readable_rate(filtered, peaks, beats.clean, fs, windows)
+    agree = quality.agreement(peaks, filtered, fs)
+    heart_rate, n_readable, readable_fraction = readable_rate(filtered, peaks, beats.clean, fs, windows, agree)
     rr, follows = clean_intervals(peaks, beats.clean)
     if len(rr) < 2:
         return RhythmFeatures(heart_rate, 0.0, 0.0, beats.clean_fraction, len(rr), kurt, n_readable,
-                              readable_fraction)
+                              readable_fraction, agree.overall)
     drr = np.abs(np.diff(rr))[follows[1:]]
     med = float(np.median(rr))
     irregularity = float(np.median(drr)) / med if len(drr) else 0.0
@@ -104,18 +107,20 @@ def features(filtered: np.ndarray, peaks: np.ndarray, fs: float,
     if len(rows) >= 3:
         p_consistency = float(np.median(quality.row_correlation(rows, np.median(rows, axis=0))))
     return RhythmFeatures(heart_rate, irregularity, p_consistency, beats.clean_fraction, len(rr), kurt, n_readable,
-                          readable_fraction)
+                          readable_fraction, agree.overall)
 
 
 def readable_rate(filtered: np.ndarray, peaks: np.ndarray, clean: np.ndarray, fs: float,
-                  kurtosis: np.ndarray | None = None) -> tuple[float | None, int, float]:
+                  kurtosis: np.ndarray | None = None,
+                  agree: quality.Agreement | None = None) -> tuple[float | None, int, float]:
     """(average bpm over every interval whose two beats lie outside plain-noise windows or None, how many
     such intervals, the share of such windows). Plain noise: mostly unclean beats and a near-Gaussian
     kurtosis; a stricter bound lost real intervals of ectopic stretches (MIT-BIH 30 s windows within
     2 bpm: 95.6 % at kurtosis 4, 91.9 % at 8, 95.9 % leaving nothing out). `kurtosis`: the window
-    kurtosis, when already computed."""
+    kurtosis, when already computed; `agree`: each window's detector agreement (a window the two
+    detectors agree on is not noise, e.g. a run of ventricular tachycardia)."""
     windows = quality.readable_windows(peaks, clean, len(filtered), fs, quality.SQI_WINDOW_S, filtered,
-                                       quality.NOISE_KURTOSIS, kurtosis)
+                                       quality.NOISE_KURTOSIS, kurtosis, None if agree is None else agree.windows)
     if len(peaks) < 2:
         return None, 0, float(windows.mean()) if len(windows) else 0.0
     if len(windows):
@@ -135,7 +140,7 @@ def readable_rate(filtered: np.ndarray, peaks: np.ndarray, clean: np.ndarray, fs
 
 def classify(f: RhythmFeatures) -> str:
     """The rhythm, whatever the duration: normal, afib, bradycardia, tachycardia, unclassified or unreadable."""
-    if f.heart_rate is None or not quality.readable(f.clean_fraction, f.kurtosis):
+    if f.heart_rate is None or not quality.readable(f.clean_fraction, f.kurtosis, f.agreement):
         return "unreadable"
     if f.readable_intervals < MIN_INTERVALS:
         # Few intervals in a mostly readable strip is a short strip, not noise: its rate stands.
