@@ -13,8 +13,8 @@ The features, and the thresholds chosen by grouped 5-fold cross-validation on th
 recordings (scripts/bench_analysis.py --cv: CinC 2017 whole recordings and MIT-BIH 30 s windows,
 folds by recording; the cross-validated figures are in docs/analysis.md):
 - readability (quality.py): unreadable when fewer than 70 % of the beats are clean copies of the
-  typical beat, the signal's kurtosis is under 10 and two unlike detectors agree on under 95 %
-  of the beats, or when they agree on under 60 %; a rhythm also needs 5 intervals between
+  typical beat, the signal's kurtosis is under 9 and two unlike detectors agree on under 95 %
+  of the beats, or when they agree on under 70 %; a rhythm also needs 5 intervals between
   beats in readable stretches (a mostly readable strip with fewer, e.g. 5 s long, is
   unclassified with its heart rate, not unreadable).
 - heart rate: the average over every interval between detected beats, ectopic beats and pauses
