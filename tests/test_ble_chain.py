@@ -230,9 +230,11 @@ async def test_two_devices_at_once_and_one_outage_stalls_nobody_else(tmp_path, b
                                           PERIPHERAL_ADAPTER)
     shirt_port = await asyncio.to_thread(BlePort, hx.BLE_SERVICE_UUID, hx.BLE_FRAMES_UUID, "HXSKIN12000001",
                                          SECOND_PERIPHERAL_ADAPTER)
-    kardia = start_simulator(duration=60, speed=8, seed=23, port=kardia_port, start=False)
-    # The shirt streams until told to stop (no end of its own: on a loaded machine the waits below
-    # outlasted 600 s of signal at 8x once), so frames follow the outage and show it as a gap.
+    # Both stream until told to stop (no end of their own: on a loaded machine the waits below outlasted
+    # 600 s of the shirt's signal at 8x once, and the KardiaMobile's 60 s, after which its silence made
+    # the gateway reconnect it every 10 s beside the shirt's reconnect), so the KardiaMobile streams
+    # throughout and the shirt's frames follow its outage and show it as a gap.
+    kardia = start_simulator(duration=None, speed=8, seed=23, port=kardia_port, start=False)
     shirt = start_shirt(shirt_port, seconds=None, speed=8)
     with BackgroundServer(build_app(tmp_path / "cloud", Credentials([API_KEY]))) as server:
         url = server.url + "/kardia"
@@ -281,6 +283,7 @@ recording_seconds = 10
             # Read before the shirt stops: a stopped shirt is silent, and the gateway reconnects to it.
             s_transport, s_counters = dict(s_runner.transport.counters), dict(s_runner.driver.counters)
             shirt.stop.set()
+            kardia.stop.set()
             stats = await asyncio.to_thread(kardia.join)
             await asyncio.to_thread(shirt.join, 120)
             await read_all(k_runner.transport, stats.bytes)

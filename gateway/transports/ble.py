@@ -115,18 +115,22 @@ class BleTransport(Transport):
         await client.connect()
         self._device = device
         try:
-            for uuid in self.reads:  # queued first: the driver learns who the device is before its data
-                try:
-                    queue.put_nowait(Notification(await client.read_gatt_char(uuid), uuid))
-                except BleakCharacteristicNotFoundError:
-                    self.counters["missing_characteristics"] += 1
-                    log.info("%s: has no characteristic %s to read; going on without it", self.address, uuid)
-            for uuid in self.characteristics:
-                await client.start_notify(uuid, lambda _, data, u=uuid: queue.put_nowait(Notification(data, u)))
+            # Bounded like the connect: a read or subscription BlueZ never answers must not wedge the link.
+            await asyncio.wait_for(self._set_up(client, queue), self.connect_timeout)
         except BaseException:
             await self._disconnect(client)
             raise
         return client
+
+    async def _set_up(self, client: BleakClient, queue: asyncio.Queue) -> None:
+        for uuid in self.reads:  # queued first: the driver learns who the device is before its data
+            try:
+                queue.put_nowait(Notification(await client.read_gatt_char(uuid), uuid))
+            except BleakCharacteristicNotFoundError:
+                self.counters["missing_characteristics"] += 1
+                log.info("%s: has no characteristic %s to read; going on without it", self.address, uuid)
+        for uuid in self.characteristics:
+            await client.start_notify(uuid, lambda _, data, u=uuid: queue.put_nowait(Notification(data, u)))
 
     @staticmethod
     async def _disconnect(client: BleakClient) -> None:
