@@ -221,4 +221,8 @@ def test_a_frame_cut_off_by_a_link_loss_is_a_gap_of_exactly_its_samples():
         assert [type(e) for e in more] == [SampleBlock] and d.counters["gaps"] == 1
     d = KardiaMobileDriver()
     d.feed(info + frames[0] + frames[1][:5], 0.0)  # not even a header: nothing to name
-    assert d.link_lost() == [] and d.counters["gaps"] == 0
+    assert d.link_lost() == [] and d.counters["gaps"] == 0 and d.counters["truncated_frames"] == 1
+    # The resumed stream's one gap covers that frame too (what the BLE outage test counts on).
+    more = d.feed(frames[2], 0.0)
+    assert [(e.start, e.missing) for e in more if isinstance(e, Gap)] == [(25, 25)] and d.counters["gaps"] == 1
+    assert not d.counters["truncated_frame_samples"]
