@@ -40,7 +40,7 @@ READABLE_AGREEMENT = 0.95  # two detectors agreeing on this share of beats: read
 WINDOW_AGREEMENT = 0.9
 AGREEMENT_UNREADABLE = 0.7  # agreeing on less than this share: unreadable whatever the rest says
 AGREEMENT_TOLERANCE_S = 0.2
-AGREEMENT_EDGE_S = 0.36
+EDGE_S = 0.36  # the detector's T-wave window: a beat this near an end may be half a beat
 SLOPE_BAND_HZ = (8.0, 25.0)
 SLOPE_SMOOTH_S = 0.08
 SLOPE_THRESHOLD = 0.3  # of the median 2 s maximum of the smoothed slope
@@ -191,7 +191,7 @@ class Agreement:
 def agreement(peaks: np.ndarray, filtered: np.ndarray, fs: float, window_s: float = SQI_WINDOW_S) -> Agreement:
     """The two detectors' agreement over a recording and its windows."""
     # A beat this near either end may be cut in half: one detector sees it, the other not.
-    edge, n = int(round(AGREEMENT_EDGE_S * fs)), len(filtered)
+    edge, n = int(round(EDGE_S * fs)), len(filtered)
     a = np.sort(np.asarray(peaks, dtype=np.int64))
     b = slope_beats(filtered, fs)
     a, b = a[(a >= edge) & (a < n - edge)], b[(b >= edge) & (b < n - edge)]
