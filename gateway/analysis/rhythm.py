@@ -18,8 +18,9 @@ folds by recording; the cross-validated figures are in docs/analysis.md):
   beats in readable stretches (a mostly readable strip with fewer, e.g. 5 s long, is
   unclassified with its heart rate, not unreadable).
 - heart rate: the average over every interval between detected beats, ectopic beats and pauses
-  included (what a clinician reads off the strip); stretches of plain noise are left out, never
-  filled with invented beats.
+  included (what a clinician reads off the strip); stretches of plain noise, and intervals that
+  span one, are left out, never filled with invented beats; a stray artifact in a regular rhythm
+  (an unclean "beat" that splits one interval in two) is not counted.
 - irregularity: median |dRR| between consecutive clean intervals over the median RR. Sinus
   rhythm with occasional ectopic beats stays low (a median ignores the few ectopics).
 - P-wave consistency: median correlation of each clean beat's 80-300 ms before R with their
@@ -59,6 +60,10 @@ NORMAL_RATE = (50.0, 100.0)
 BRADY_RATE = (40.0, 50.0)
 TACHY_RATE = (100.0, 140.0)
 P_WINDOW_S = (0.30, 0.08)  # from 300 ms to 80 ms before R
+STRAY_MIN_CLEAN = 0.8  # stray beats are looked for where at least this share of beats is clean,
+STRAY_MAX_IRREGULARITY = 0.05  # in a rhythm this regular (median |dRR| / median RR),
+STRAY_TOLERANCE = 0.1  # as a beat whose two intervals add up to its neighbours' within 10 %
+STRAY_SPLIT = 0.7  # and whose shorter interval is under 70 % of that sum
 
 
 @dataclass
@@ -93,7 +98,9 @@ def features(filtered: np.ndarray, peaks: np.ndarray, fs: float,
     windows = quality.window_kurtosis(filtered, fs)  # once, for the recording and for its stretches
     kurt = quality.recording_kurtosis(filtered, fs, windows)
     agree = quality.agreement(peaks, filtered, fs)
-    heart_rate, n_readable, readable_fraction = readable_rate(filtered, peaks, beats.clean, fs, windows, agree)
+    real = ~stray_beats(peaks, beats.clean)
+    heart_rate, n_readable, readable_fraction = readable_rate(filtered, peaks[real], beats.clean[real], fs, windows,
+                                                              agree)
     rr, follows = clean_intervals(peaks, beats.clean)
     if len(rr) < 2:
         return RhythmFeatures(heart_rate, 0.0, 0.0, beats.clean_fraction, len(rr), kurt, n_readable,
@@ -110,6 +117,23 @@ def features(filtered: np.ndarray, peaks: np.ndarray, fs: float,
                           readable_fraction, agree.overall)
 
 
+def stray_beats(peaks: np.ndarray, clean: np.ndarray) -> np.ndarray:
+    """Per beat: an artifact taken for a beat in a regular, mostly clean rhythm. It is unclean, and
+    it splits one interval in two whose sum matches the intervals on both sides (a premature beat
+    is followed by a pause and does not; an irregular rhythm or a mostly unclean strip is left alone)."""
+    stray = np.zeros(len(peaks), dtype=bool)
+    if len(peaks) < 5 or np.mean(clean) < STRAY_MIN_CLEAN:
+        return stray
+    rr = np.diff(np.asarray(peaks, dtype=float))
+    if np.median(np.abs(np.diff(rr))) >= STRAY_MAX_IRREGULARITY * np.median(rr):
+        return stray
+    merged = rr[1:-2] + rr[2:-1]  # around beats 2 .. n-3, with an interval on each side
+    tol = STRAY_TOLERANCE * merged
+    stray[2:-2] = (~clean[2:-2] & (np.abs(rr[:-3] - merged) < tol) & (np.abs(rr[3:] - merged) < tol)
+                   & (np.minimum(rr[1:-2], rr[2:-1]) < STRAY_SPLIT * merged))
+    return stray
+
+
 def readable_rate(filtered: np.ndarray, peaks: np.ndarray, clean: np.ndarray, fs: float,
                   kurtosis: np.ndarray | None = None,
                   agree: quality.Agreement | None = None) -> tuple[float | None, int, float]:
@@ -123,16 +147,23 @@ def readable_rate(filtered: np.ndarray, peaks: np.ndarray, clean: np.ndarray, fs
                                        quality.NOISE_KURTOSIS, kurtosis, None if agree is None else agree.windows)
     if len(peaks) < 2:
         return None, 0, float(windows.mean()) if len(windows) else 0.0
-    if len(windows):
-        width = int(round(quality.SQI_WINDOW_S * fs))
-        seen = windows[np.minimum(peaks // width, len(windows) - 1)]
-    else:  # shorter than one window: the whole recording decides (see classify)
-        seen = np.ones(len(peaks), dtype=bool)
     # A beat within a T wave's reach of either end is left out: a recording cut mid-T-wave starts
     # with a "beat" no earlier beat lets the detector reject (the demo's last window gave 72 for 70).
     edge = int(round(EDGE_S * fs))
-    seen = seen & (peaks >= edge) & (peaks < len(filtered) - edge)
+    seen = (peaks >= edge) & (peaks < len(filtered) - edge)
     both = seen[1:] & seen[:-1]
+    if len(windows):
+        # An interval counts only if no window it touches is unreadable: one that spans a stretch
+        # where the beats cannot be seen (a clipped amplifier, noise) is not a pause.
+        width = int(round(quality.SQI_WINDOW_S * fs))
+        w = np.minimum(peaks // width, len(windows) - 1)
+        unreadable_before = np.concatenate(([0], np.cumsum(~windows)))
+        across = unreadable_before[w[1:] + 1] != unreadable_before[w[:-1]]
+        # An unclean beat next to such a stretch is left out too: the step into or out of it, or half a beat.
+        border = np.concatenate(([False], across)) | np.concatenate((across, [False]))
+        suspect = border & ~np.asarray(clean, dtype=bool)
+        both &= ~across & ~suspect[1:] & ~suspect[:-1]
+    # (shorter than one window: the whole recording decides, see classify)
     rr = np.diff(peaks)[both]
     rate = 60.0 * fs / float(rr.mean()) if len(rr) else None
     return rate, int(len(rr)), float(windows.mean()) if len(windows) else 1.0
