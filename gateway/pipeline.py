@@ -40,7 +40,7 @@ from gateway.spool import AsyncSpool, Changes, GapRow, JournalRow, Package, Reco
 
 log = logging.getLogger(__name__)
 
-RING_MARGIN_S = 10.0  # ring capacity beyond the longest package window: what one tick may bring
+RING_MARGIN_S = 2.0  # ring capacity beyond the longest package window (its room is refilled as windows are cut)
 
 
 @dataclass

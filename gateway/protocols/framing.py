@@ -71,31 +71,31 @@ class FrameDecoder:
         buf = self._buf
         buf += data
         c = self.counters
-        c["bytes"] += len(data)
         out: list[Any] = []
         pos, n = 0, len(buf)
         sync, sync0 = self.sync, self.sync[0]
+        skipped = 0  # counted once per call: this loop runs per frame
         while True:
             i = buf.find(sync, pos)
             if i < 0:
                 # A trailing first sync byte may be half of a sync split across chunks.
                 keep = 1 if n > pos and buf[n - 1] == sync0 else 0
-                c["skipped_bytes"] += n - keep - pos
+                skipped += n - keep - pos
                 pos = n - keep
                 break
-            c["skipped_bytes"] += i - pos
+            skipped += i - pos
             pos = i
             if n - pos < HEADER_SIZE:
                 break
             _, version, ftype, seq, length = HEADER.unpack_from(buf, pos)
             if version != self.version:
                 c["unsupported_version"] += 1
-                c["skipped_bytes"] += 1
+                skipped += 1
                 pos += 1
                 continue
             if not self._legal_length(ftype, length):
                 c["bad_headers"] += 1
-                c["skipped_bytes"] += 1
+                skipped += 1
                 pos += 1
                 continue
             end = pos + OVERHEAD + length
@@ -104,17 +104,20 @@ class FrameDecoder:
             if crc16(buf[pos + 2:end - 2]) != CRC.unpack_from(buf, end - 2)[0]:
                 # Skip one byte only: the corrupt field may be the length itself.
                 c["crc_errors"] += 1
-                c["skipped_bytes"] += 1
+                skipped += 1
                 pos += 1
                 continue
             frame = self._parse(ftype, seq, bytes(buf[pos + HEADER_SIZE:end - 2]))
             if isinstance(frame, str):
                 c["bad_frame:" + frame] += 1
             else:
-                c["frames"] += 1
                 out.append(frame)
             pos = end
         del buf[:pos]
+        c["bytes"] += len(data)
+        c["frames"] += len(out)
+        if skipped:
+            c["skipped_bytes"] += skipped
         return out
 
     def partial(self) -> tuple[int, int, bytes] | None:
