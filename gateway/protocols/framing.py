@@ -116,8 +116,7 @@ class FrameDecoder:
         del buf[:pos]
         c["bytes"] += len(data)
         c["frames"] += len(out)
-        if skipped:
-            c["skipped_bytes"] += skipped
+        c["skipped_bytes"] += skipped
         return out
 
     def partial(self) -> tuple[int, int, bytes] | None:
